@@ -364,15 +364,21 @@ Tensor SafeTensorsReader::read_f32(const std::string& name) const {
 }
 
 Tensor SafeTensorsReader::read_f32(const std::string& name, const Shape& expected) const {
+  check_shape(name, expected);  // before allocating: the expected shape may be huge
   Tensor t(expected);
   read_f32_into(name, t);
   return t;
 }
 
-void SafeTensorsReader::read_f32_into(const std::string& name, Tensor& dst) const {
+void SafeTensorsReader::check_shape(const std::string& name, const Shape& expected) const {
   const TensorInfo& t = info(name);
-  MS_CHECK(t.shape == dst.shape(), "tensor '{}' in {} has shape {}, expected {}", printable(name), path_,
-           shape_str(t.shape), shape_str(dst.shape()));
+  MS_CHECK(t.shape == expected, "tensor '{}' in {} has shape {}, expected {}", printable(name), path_,
+           shape_str(t.shape), shape_str(expected));
+}
+
+void SafeTensorsReader::read_f32_into(const std::string& name, Tensor& dst) const {
+  check_shape(name, dst.shape());
+  const TensorInfo& t = info(name);
   MS_CHECK(is_float(t.dtype), "tensor '{}' in {} has dtype {}, expected a floating-point dtype", printable(name),
            path_, dtype_name(t.dtype));
   convert_float(t.dtype, data(t), dst.numel(), dst.data());

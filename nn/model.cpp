@@ -130,7 +130,6 @@ double Model::loss(const Batch& b) {
 }
 
 void Model::backward(const Batch& b) {
-  const int64_t M = b.batch * b.len, D = cfg.mamba.d_model;
   const int64_t rows = out_.dim(0), cols = out_.dim(1);
   d_out_.resize({rows, cols});
   d_out_.zero();
@@ -142,6 +141,17 @@ void Model::backward(const Batch& b) {
     cpu::cross_entropy_forward<float>(out_.data(), b.labels.data(), rows, cols, kIgnoreIndex, &n);
     if (n > 0) cpu::cross_entropy_backward<float>(d_out_.data(), out_.data(), b.labels.data(), rows, cols, kIgnoreIndex, 1.0 / n);
   }
+  backward_head(b.batch, b.len);
+}
+
+void Model::backward_from_output(const float* dout, int64_t batch, int64_t len) {
+  d_out_.resize(out_.shape());
+  std::copy(dout, dout + out_.numel(), d_out_.data());
+  backward_head(batch, len);
+}
+
+void Model::backward_head(int64_t batch, int64_t len) {
+  const int64_t M = batch * len, D = cfg.mamba.d_model, cols = out_.dim(1);
   d_hidden_.resize({M, D});
   d_hidden_.zero();
   const Tensor& h = backbone.hidden();
@@ -162,14 +172,14 @@ void Model::backward(const Batch& b) {
     }
     case HeadKind::SequenceClassification:
     case HeadKind::Regression: {
-      d_dropped_.resize({b.batch, D});
+      d_dropped_.resize({batch, D});
       d_dropped_.zero();
-      d_pool_.resize({b.batch, D});
+      d_pool_.resize({batch, D});
       d_pool_.zero();
       cpu::linear_backward<float>(d_dropped_.data(), D, head_w->g.data(), head_b->g.data(), d_out_.data(), cols,
-                           dropped_.data(), D, head_w->w.data(), b.batch, D, cols);
-      cpu::dropout_backward<float>(d_pool_.data(), d_dropped_.data(), keep_.data(), b.batch * D);
-      cpu::mean_pool_backward<float>(d_hidden_.data(), d_pool_.data(), mask_.data(), b.batch, b.len, D);
+                           dropped_.data(), D, head_w->w.data(), batch, D, cols);
+      cpu::dropout_backward<float>(d_pool_.data(), d_dropped_.data(), keep_.data(), batch * D);
+      cpu::mean_pool_backward<float>(d_hidden_.data(), d_pool_.data(), mask_.data(), batch, len, D);
       break;
     }
   }

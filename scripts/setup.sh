@@ -50,7 +50,6 @@ case "$mode" in
   test)
     build build Release
     (cd build && ctest --output-on-failure -j "$jobs" -LE gpu)
-    ctest --test-dir build -L gpu --output-on-failure 2>/dev/null | tail -n 3 || true
     # Second build type: AddressSanitizer + UndefinedBehaviorSanitizer (no CUDA, no benchmarks).
     MAMBASEQ_CMAKE_ARGS="-DMAMBASEQ_CUDA=OFF -DMAMBASEQ_BUILD_BENCH=OFF" build build-sanitize Sanitize
     (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

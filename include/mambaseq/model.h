@@ -122,6 +122,8 @@ class Model {
   double loss(const Batch& b);
   // Backward of loss(); requires forward(training=true) first. Accumulates into .g.
   void backward(const Batch& b);
+  // Backward from a given ∂loss/∂(head output) (same shape as forward()'s result).
+  void backward_from_output(const float* dout, int64_t batch, int64_t len);
   void zero_grad();
   std::vector<Param*> params();
   Param* find(const std::string& name);
@@ -136,6 +138,7 @@ class Model {
   Tensor out_, pooled_, dropped_, keep_, d_out_, d_dropped_, d_pool_, d_hidden_;
   std::vector<uint8_t> mask_;
   const Param& lm_weight();
+  void backward_head(int64_t batch, int64_t len);
 };
 
 }  // namespace mambaseq

@@ -64,6 +64,7 @@ class SafeTensorsReader {
 
  private:
   void parse_header();
+  void check_shape(const std::string& name, const Shape& expected) const;
   const uint8_t* data(const TensorInfo& t) const { return base_ + data_start_ + t.begin; }
 
   std::string path_;

@@ -129,6 +129,7 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
   // Partial dB/dC per (group, sequence) when several groups share a sequence.
   std::vector<T> part;
   if (G > 1) part.assign(static_cast<size_t>(G * Bt * L * 2 * N), T(0));
+  std::vector<T> pparam(static_cast<size_t>(Bt * Cdim * (N + 2)));  // per-sequence dA | dD | dbias
 
 #pragma omp parallel
   {
@@ -229,16 +230,25 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
         if (g.dh0)
           for (int64_t c = 0; c < cn; ++c)
             for (int64_t n = 0; n < N; ++n) g.dh0[(b * Cdim + c0 + c) * N + n] += gh[c * N + n];
-        // Parameter gradients are shared by all sequences: add under a lock (CB×N numbers).
-#pragma omp critical(mambaseq_scan_params)
+        // Parameter gradients are shared by all sequences: keep them per sequence and sum
+        // in a fixed order below, so that training is bit-for-bit reproducible.
         for (int64_t c = 0; c < cn; ++c) {
-          for (int64_t n = 0; n < N; ++n) g.dA[(c0 + c) * N + n] += dA_loc[c * N + n];
-          if (g.dD && p.D) g.dD[c0 + c] += dD_loc[c];
-          if (g.ddelta_bias && p.delta_bias) g.ddelta_bias[c0 + c] += dbias_loc[c];
+          T* dst = pparam.data() + (b * Cdim + c0 + c) * (N + 2);
+          for (int64_t n = 0; n < N; ++n) dst[n] = dA_loc[c * N + n];
+          dst[N] = dD_loc[c];
+          dst[N + 1] = dbias_loc[c];
         }
       }
     }
   }
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < Cdim; ++c)
+    for (int64_t b = 0; b < Bt; ++b) {
+      const T* src = pparam.data() + (b * Cdim + c) * (N + 2);
+      for (int64_t n = 0; n < N; ++n) g.dA[c * N + n] += src[n];
+      if (g.dD && p.D) g.dD[c] += src[N];
+      if (g.ddelta_bias && p.delta_bias) g.ddelta_bias[c] += src[N + 1];
+    }
   if (G > 1) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < Bt; ++b)

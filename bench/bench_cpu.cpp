@@ -1,6 +1,6 @@
 // CPU speed and memory benchmarks (Google Benchmark), then Markdown tables.
 //
-//   bench_cpu [--quick] [--out FILE] [--scan-dim N] [--benchmark_* flags]
+//   bench_cpu [--quick] [--no-memory] [--out FILE] [--scan-dim N] [--benchmark_* flags]
 //
 // Benchmarks (all wall-clock time; tokens/s is a rate counter = batch·len / time):
 //   seed001/forward/B8/L{300,500}    seed-001 classifier, inference forward (training=false)
@@ -18,6 +18,7 @@
 #include <benchmark/benchmark.h>
 #include <omp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -60,6 +61,7 @@ struct Settings {
   int64_t scan_dstate = 16;
   double min_time = 2.0;       // seconds per benchmark (seed-001 and scan)
   double warmup_time = 0.2;    // seconds of untimed warm-up (at least one iteration)
+  bool memory = true;  // --no-memory skips the memory table (for quick experiments)
   std::string out;
 };
 Settings S;
@@ -158,6 +160,7 @@ struct M130Fixture {
   std::unique_ptr<AdamW> opt;
   std::vector<int32_t> ids;
   Tensor dhidden;
+  bool warm_fwd = false, warm_train = false;  // untimed first call done (buffers allocated, pages touched)
   M130Fixture(int64_t B, int64_t L) {
     bb = std::make_unique<Backbone>(variant_config("130m"));
     Rng rng(7);
@@ -184,6 +187,8 @@ void m130_train_step(M130Fixture& f, int64_t B, int64_t L) {
 
 void BM_m130_forward(benchmark::State& st, int64_t B, int64_t L) {
   auto& f = m130_fixture();
+  // Fixed iteration counts exclude MinWarmUpTime in Google Benchmark 1.7: warm up by hand.
+  if (!f.warm_fwd) f.bb->forward(f.ids.data(), B, L, /*training=*/false), f.warm_fwd = true;
   for (auto _ : st) {
     const Tensor& h = f.bb->forward(f.ids.data(), B, L, /*training=*/false);
     benchmark::DoNotOptimize(h.data());
@@ -194,6 +199,7 @@ void BM_m130_forward(benchmark::State& st, int64_t B, int64_t L) {
 
 void BM_m130_train(benchmark::State& st, int64_t B, int64_t L) {
   auto& f = m130_fixture();
+  if (!f.warm_train) m130_train_step(f, B, L), f.warm_train = true;
   for (auto _ : st) {
     m130_train_step(f, B, L);
     benchmark::ClobberMemory();
@@ -339,6 +345,7 @@ Entry* find_entry(const std::string& name) {
 
 class CaptureReporter : public benchmark::ConsoleReporter {
  public:
+  explicit CaptureReporter(OutputOptions o) : ConsoleReporter(o) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
@@ -368,8 +375,7 @@ benchmark::internal::Benchmark* reg(const std::string& name, const std::string& 
   g_entries.push_back(e);
   return benchmark::RegisterBenchmark(name.c_str(), std::forward<Fn>(fn))
       ->UseRealTime()
-      ->Unit(benchmark::kMillisecond)
-      ->MinWarmUpTime(S.warmup_time);
+      ->Unit(benchmark::kMillisecond);
 }
 
 std::string lkey(int64_t L) { return L % 1024 == 0 ? std::to_string(L / 1024) + "k" : std::to_string(L); }
@@ -380,10 +386,12 @@ void register_all() {
     const std::string sfx = "/B" + std::to_string(B) + "/L" + std::to_string(L);
     reg("seed001/forward" + sfx, "seed001", "forward (inference)", B, L,
         [B, L](benchmark::State& st) { BM_seed_forward(st, B, L); })
-        ->MinTime(S.min_time);
+        ->MinTime(S.min_time)
+        ->MinWarmUpTime(S.warmup_time);
     reg("seed001/train" + sfx, "seed001", "training step", B, L,
         [B, L](benchmark::State& st) { BM_seed_train(st, B, L); })
-        ->MinTime(S.min_time);
+        ->MinTime(S.min_time)
+        ->MinWarmUpTime(S.warmup_time);
   }
   {
     const int64_t B = S.m130_batch, L = S.m130_len;
@@ -398,10 +406,12 @@ void register_all() {
   for (int64_t L : S.scan_lens) {
     reg("scan/fwd/D" + std::to_string(S.scan_dim) + "/L" + lkey(L), "scan", "fwd", 1, L,
         [L](benchmark::State& st) { BM_scan_fwd(st, L); })
-        ->MinTime(S.min_time);
+        ->MinTime(S.min_time)
+        ->MinWarmUpTime(S.warmup_time);
     reg("scan/fwdbwd/D" + std::to_string(S.scan_dim) + "/L" + lkey(L), "scan", "fwd+bwd", 1, L,
         [L](benchmark::State& st) { BM_scan_fwdbwd(st, L); })
-        ->MinTime(S.min_time);
+        ->MinTime(S.min_time)
+        ->MinWarmUpTime(S.warmup_time);
   }
 }
 
@@ -589,7 +599,7 @@ std::string report(const std::vector<MemRow>& mem) {
 }
 
 void usage_error(const char* msg) {
-  std::fprintf(stderr, "bench_cpu: %s\nusage: bench_cpu [--quick] [--out FILE] [--scan-dim N] [--benchmark_*]\n",
+  std::fprintf(stderr, "bench_cpu: %s\nusage: bench_cpu [--quick] [--no-memory] [--out FILE] [--scan-dim N] [--benchmark_*]\n",
                msg);
   std::exit(2);
 }
@@ -603,6 +613,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--quick") S.quick = true;
+    else if (a == "--no-memory") S.memory = false;
     else if (a == "--out" || a == "--scan-dim") {
       if (i + 1 >= argc) usage_error((a + " needs a value").c_str());
       if (a == "--out") S.out = argv[++i];
@@ -628,7 +639,8 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(bargc, rest.data())) return 2;
 
   register_all();
-  CaptureReporter rep;
+  CaptureReporter rep(isatty(fileno(stdout)) ? benchmark::ConsoleReporter::OO_Defaults
+                                             : benchmark::ConsoleReporter::OO_Tabular);
   benchmark::RunSpecifiedBenchmarks(&rep);
   benchmark::Shutdown();
 
@@ -637,9 +649,11 @@ int main(int argc, char** argv) {
   g_m130.reset();
   g_scan.reset();
   std::vector<MemRow> mem;
-  std::fprintf(stderr, "measuring peak memory of one training step...\n");
-  mem.push_back(measure_seed(S.seed_batch, S.seed_lens.back()));
-  mem.push_back(measure_m130(S.m130_batch, S.m130_len));
+  if (S.memory) {
+    std::fprintf(stderr, "measuring peak memory of one training step...\n");
+    mem.push_back(measure_seed(S.seed_batch, S.seed_lens.back()));
+    mem.push_back(measure_m130(S.m130_batch, S.m130_len));
+  }
 
   const std::string md = report(mem);
   std::printf("\n%s", md.c_str());

@@ -55,11 +55,12 @@ struct Settings {
   int64_t seed_batch = 8;
   std::vector<int64_t> seed_lens{300, 500};
   int64_t m130_batch = 1, m130_len = 2048;
-  int64_t m130_iters = 2;
+  int64_t m130_iters = 1, m130_reps = 3;  // 130m: 1 iteration per repetition (a step takes seconds)
   std::vector<int64_t> scan_lens{1024, 4096, 16384, 65536};
   int64_t scan_dim = 1536;  // 130m's d_inner
   int64_t scan_dstate = 16;
-  double min_time = 2.0;       // seconds per benchmark (seed-001 and scan)
+  int reps = 3;                // repetitions of every benchmark; the tables use the fastest
+  double min_time = 1.0;       // seconds per repetition (seed-001 and scan)
   double warmup_time = 0.2;    // seconds of untimed warm-up (at least one iteration)
   bool memory = true;  // --no-memory skips the memory table (for quick experiments)
   std::string out;
@@ -305,6 +306,31 @@ void BM_scan_fwd(benchmark::State& st, int64_t L) {
   set_scan_counters(st, L);
 }
 
+// Diagnostic: the same forward with the caches flushed before every iteration (a
+// 96 MiB buffer, 3× this machine class's L3, is rewritten with the timer paused), so
+// that every L reads its inputs from DRAM. Separates "the scan is not linear" from
+// "a small L's inputs stay in the last-level cache between iterations".
+std::vector<char> g_flush;
+void flush_caches() {
+  if (g_flush.empty()) g_flush.resize(96u << 20);
+  static char v = 0;
+  ++v;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < g_flush.size(); i += 64) g_flush[i] = v;
+}
+
+void BM_scan_fwd_cold(benchmark::State& st, int64_t L) {
+  auto& d = scan_data(L);
+  for (auto _ : st) {
+    st.PauseTiming();
+    flush_caches();
+    st.ResumeTiming();
+    cpu::selective_scan_forward<float>(d.p, d.out.data(), nullptr);
+    benchmark::ClobberMemory();
+  }
+  set_scan_counters(st, L);
+}
+
 // Gradients accumulate across iterations (the kernel adds); zeroing them each time
 // would time a memset that is not part of the scan.
 void BM_scan_fwdbwd(benchmark::State& st, int64_t L) {
@@ -319,22 +345,51 @@ void BM_scan_fwdbwd(benchmark::State& st, int64_t L) {
 }
 
 // ---- result capture ------------------------------------------------------------------
+// The machine may be shared: besides wall time, each benchmark records the CPU time of
+// this process (cores it kept busy) and the CPU time that other processes used while it
+// ran (from /proc/stat), so contention is visible in the tables instead of silently
+// inflating a figure.
+struct CpuSnapshot {
+  double wall = 0, busy = 0, self = 0;  // seconds
+  static CpuSnapshot now() {
+    CpuSnapshot c;
+    c.wall = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    double v[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // user nice system idle iowait irq softirq steal
+    f >> cpu;
+    for (double& x : v) f >> x;
+    c.busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / double(sysconf(_SC_CLK_TCK));
+    struct rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    c.self = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    return c;
+  }
+};
+
 struct Entry {
   std::string name, group, what;
   int64_t batch = 0, len = 0;
-  std::vector<double> sec_per_iter;  // one per repetition
+  std::vector<double> sec_per_iter;  // wall seconds per iteration, one per repetition
+  std::vector<double> cpu_per_iter;  // process CPU seconds per iteration, one per repetition
   int64_t iterations = 0;
+  double other_load = NAN;  // cores used by other processes while this benchmark ran
   bool error = false;
   std::string error_msg;
+  bool ok() const { return !error && !sec_per_iter.empty(); }
+  size_t best_rep() const {
+    return static_cast<size_t>(std::min_element(sec_per_iter.begin(), sec_per_iter.end()) - sec_per_iter.begin());
+  }
+  double best() const { return sec_per_iter[best_rep()]; }
   double median() const {
-    if (sec_per_iter.empty()) return NAN;
     auto v = sec_per_iter;
     std::sort(v.begin(), v.end());
     const size_t n = v.size();
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
   }
-  double tokens_per_s() const { return double(batch * len) / median(); }
-  double ns_per_token() const { return 1e9 * median() / double(batch * len); }
+  double cores_used() const { return cpu_per_iter[best_rep()] / best(); }
+  double tokens_per_s() const { return double(batch * len) / best(); }
+  double ns_per_token() const { return 1e9 * best() / double(batch * len); }
 };
 std::vector<Entry> g_entries;
 Entry* find_entry(const std::string& name) {
@@ -345,22 +400,34 @@ Entry* find_entry(const std::string& name) {
 
 class CaptureReporter : public benchmark::ConsoleReporter {
  public:
-  explicit CaptureReporter(OutputOptions o) : ConsoleReporter(o) {}
+  explicit CaptureReporter(OutputOptions o) : ConsoleReporter(o), last_(CpuSnapshot::now()) {}
+  // Called once per benchmark instance, after all its repetitions.
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
+    const CpuSnapshot cur = CpuSnapshot::now();
+    const double dt = cur.wall - last_.wall;
+    const double other = dt > 0 ? std::max(0.0, (cur.busy - last_.busy) - (cur.self - last_.self)) / dt : NAN;
+    last_ = cur;
     for (const Run& r : runs) {
       if (r.run_type != Run::RT_Iteration) continue;
       Entry* e = find_entry(r.run_name.function_name);
       if (!e) continue;
+      e->other_load = other;
       if (r.error_occurred) {
         e->error = true;
         e->error_msg = r.error_message;
         continue;
       }
-      if (r.iterations > 0) e->sec_per_iter.push_back(r.real_accumulated_time / double(r.iterations));
+      if (r.iterations > 0) {
+        e->sec_per_iter.push_back(r.real_accumulated_time / double(r.iterations));
+        e->cpu_per_iter.push_back(r.cpu_accumulated_time / double(r.iterations));
+      }
       e->iterations += r.iterations;
     }
   }
+
+ private:
+  CpuSnapshot last_;
 };
 
 template <class Fn>
@@ -375,6 +442,8 @@ benchmark::internal::Benchmark* reg(const std::string& name, const std::string& 
   g_entries.push_back(e);
   return benchmark::RegisterBenchmark(name.c_str(), std::forward<Fn>(fn))
       ->UseRealTime()
+      ->MeasureProcessCPUTime()
+      ->Repetitions(S.reps)
       ->Unit(benchmark::kMillisecond);
 }
 
@@ -398,10 +467,12 @@ void register_all() {
     const std::string sfx = "/B" + std::to_string(B) + "/L" + std::to_string(L);
     reg("130m/forward" + sfx, "130m", "backbone forward (inference)", B, L,
         [B, L](benchmark::State& st) { BM_m130_forward(st, B, L); })
-        ->Iterations(S.m130_iters);
+        ->Iterations(S.m130_iters)
+        ->Repetitions(S.m130_reps);
     reg("130m/train" + sfx, "130m", "backbone training step", B, L,
         [B, L](benchmark::State& st) { BM_m130_train(st, B, L); })
-        ->Iterations(S.m130_iters);
+        ->Iterations(S.m130_iters)
+        ->Repetitions(S.m130_reps);
   }
   for (int64_t L : S.scan_lens) {
     reg("scan/fwd/D" + std::to_string(S.scan_dim) + "/L" + lkey(L), "scan", "fwd", 1, L,
@@ -410,6 +481,10 @@ void register_all() {
         ->MinWarmUpTime(S.warmup_time);
     reg("scan/fwdbwd/D" + std::to_string(S.scan_dim) + "/L" + lkey(L), "scan", "fwd+bwd", 1, L,
         [L](benchmark::State& st) { BM_scan_fwdbwd(st, L); })
+        ->MinTime(S.min_time)
+        ->MinWarmUpTime(S.warmup_time);
+    reg("scan/fwd_cold/D" + std::to_string(S.scan_dim) + "/L" + lkey(L), "scan", "fwd, caches flushed", 1, L,
+        [L](benchmark::State& st) { BM_scan_fwd_cold(st, L); })
         ->MinTime(S.min_time)
         ->MinWarmUpTime(S.warmup_time);
   }
@@ -513,6 +588,14 @@ std::string thousands(double v) {
   return r;
 }
 
+std::string loadavg() {
+  std::ifstream f("/proc/loadavg");
+  std::string a, b, c;
+  f >> a >> b >> c;
+  return a.empty() ? "unknown" : a + " " + b + " " + c;
+}
+std::string g_load_start;
+
 std::string report(const std::vector<MemRow>& mem) {
   std::ostringstream o;
   const char* blas = openblas_get_config();
@@ -529,65 +612,81 @@ std::string report(const std::vector<MemRow>& mem) {
     << ", assertions ON (not a Release build)"
 #endif
     << "\n";
-  o << "- timing: wall clock, median over repetitions of (total time / iterations); each benchmark "
-       "has an untimed warm-up\n\n";
+  o << "- timing: wall clock. Every benchmark runs " << S.reps
+    << " repetition(s) after an untimed warm-up; tables give the fastest repetition (time/iter = its total / "
+       "its iterations) and the median. `cores used` = this process's CPU time / wall time in the fastest "
+       "repetition (" << omp_get_max_threads()
+    << " = all threads busy); `other load` = CPUs used by other processes meanwhile (from /proc/stat).\n";
+  o << "- load average at start / end: " << g_load_start << " / " << loadavg() << "\n\n";
 
+  auto status = [](const Entry& e) { return e.error ? "error: " + e.error_msg : std::string("not run"); };
   o << "## Throughput\n\n";
-  o << "| model | benchmark | batch | L | tokens/iter | time/iter (ms) | tokens/s | iterations |\n";
-  o << "|---|---|---:|---:|---:|---:|---:|---:|\n";
+  o << "| model | benchmark | batch | L | tokens/iter | ms/iter (best) | tokens/s (best) | ms/iter (median) | "
+       "reps × iters | cores used | other load |\n";
+  o << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& e : g_entries) {
     if (e.group == "scan") continue;
     const std::string model = e.group == "seed001" ? "seed-001 classifier" : "130m backbone";
-    if (e.error || e.sec_per_iter.empty()) {
-      o << "| " << model << " | " << e.what << " | " << e.batch << " | " << e.len << " | | "
-        << (e.error ? "error: " + e.error_msg : "not run") << " | | |\n";
+    o << "| " << model << " | " << e.what << " | " << e.batch << " | " << e.len << " | " << e.batch * e.len;
+    if (!e.ok()) {
+      o << " | " << status(e) << " | | | | | |\n";
       continue;
     }
-    o << "| " << model << " | " << e.what << " | " << e.batch << " | " << e.len << " | " << e.batch * e.len
-      << " | " << fmt("%.1f", e.median() * 1e3) << " | " << thousands(e.tokens_per_s()) << " | " << e.iterations
-      << " |\n";
+    o << " | " << fmt("%.1f", e.best() * 1e3) << " | " << thousands(e.tokens_per_s()) << " | "
+      << fmt("%.1f", e.median() * 1e3) << " | " << e.sec_per_iter.size() << " × "
+      << e.iterations / int64_t(e.sec_per_iter.size()) << " | " << fmt("%.2f", e.cores_used()) << " | "
+      << fmt("%.2f", e.other_load) << " |\n";
   }
   o << "\nTraining step: seed-001 = zero_grad + forward(training, dropout 0.1) + loss + backward + "
        "clip_grad_norm(1.0) + AdamW; 130m = zero_grad + backbone forward(training) + backward of a random "
-       "∂hidden + AdamW over all backbone parameters (no LM head, no clipping).\n\n";
+       "∂hidden + AdamW over all backbone parameters (no LM head, no clipping). Forward = inference "
+       "(training=false).\n\n";
 
   o << "## Selective scan: time per token vs L\n\n";
-  o << "batch 1, d_inner " << S.scan_dim << ", d_state " << S.scan_dstate
-    << ", δ softplus + bias, D skip and SiLU(z) gate on (as in the model). Ratio = ns/token ÷ ns/token at L = "
-    << lkey(S.scan_lens.front()) << "; PASS when within ±25%.\n\n";
-  o << "| pass | L | ns/token | ratio | check | iterations |\n|---|---:|---:|---:|---|---:|\n";
+  o << "selective_scan_forward / _backward alone: batch 1, d_inner " << S.scan_dim << ", d_state "
+    << S.scan_dstate
+    << ", δ softplus + bias, D skip and SiLU(z) gate on, strides as in the model. ns/token from the fastest "
+       "repetition; ratio = ns/token ÷ ns/token at L = "
+    << S.scan_lens.front() << "; PASS when within ±25%.\n\n";
+  o << "| pass | L | ns/token (best) | ratio | check | ns/token (median) | reps × iters | cores used | other load "
+       "|\n|---|---:|---:|---:|---|---:|---:|---:|---:|\n";
   bool all_pass = true;
-  for (const std::string what : {"fwd", "fwd+bwd"}) {
+  for (const std::string what : {"fwd", "fwd+bwd", "fwd, caches flushed"}) {
     double ref = NAN;
     for (const auto& e : g_entries) {
       if (e.group != "scan" || e.what != what) continue;
-      if (e.error || e.sec_per_iter.empty()) {
-        o << "| " << what << " | " << e.len << " | | | not run | |\n";
+      if (!e.ok()) {
+        o << "| " << what << " | " << e.len << " | | | " << status(e) << " | | | | |\n";
         continue;
       }
       const double ns = e.ns_per_token();
       if (std::isnan(ref)) ref = ns;
       const double ratio = ns / ref;
       const bool pass = std::fabs(ratio - 1.0) <= 0.25;
-      all_pass = all_pass && pass;
+      if (what != "fwd, caches flushed") all_pass = all_pass && pass;
       o << "| " << what << " | " << e.len << " | " << fmt("%.1f", ns) << " | " << fmt("%.3f", ratio) << " | "
-        << (pass ? "PASS" : "FAIL") << " | " << e.iterations << " |\n";
+        << (pass ? "PASS" : "FAIL") << " | " << fmt("%.1f", 1e9 * e.median() / double(e.len)) << " | "
+        << e.sec_per_iter.size() << " × " << e.iterations / int64_t(e.sec_per_iter.size()) << " | "
+        << fmt("%.2f", e.cores_used()) << " | " << fmt("%.2f", e.other_load) << " |\n";
     }
   }
-  o << "\nLinearity (all within 25%): " << (all_pass ? "PASS" : "FAIL") << "\n\n";
+  o << "\nLinearity of fwd and fwd+bwd (every L within 25% of L = " << S.scan_lens.front()
+    << "): **" << (all_pass ? "PASS" : "FAIL")
+    << "**. The `caches flushed` rows are a diagnostic: the same forward with a 96 MiB buffer rewritten "
+       "(untimed) before each iteration, so no L starts with its inputs in the last-level cache.\n\n";
 
   o << "## Peak memory of one training step\n\n";
   o << "Bytes held by Tensors (MemStats), measured on a fresh model + AdamW: `before` is what is held "
        "when the step starts, `peak` the high-water mark during the step (MemStats::reset_peak() just "
        "before it). Activations = Backbone::activation_bytes() (residual stream + every layer's saved "
        "activations). Scratch std::vectors inside the scan kernel are not Tensors and are not counted.\n\n";
-  o << "| model | batch | L | peak (MiB) | params+grads+AdamW (MiB) | activations (MiB) | activations / peak | "
-       "other (MiB) |\n";
-  o << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  o << "| model | batch | L | peak (MiB) | held before (MiB) | params+grads+AdamW (MiB) | activations (MiB) | "
+       "activations / peak | other (MiB) |\n";
+  o << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : mem) {
     const int64_t other = r.peak - r.state - r.activations;
-    o << "| " << r.model << " | " << r.batch << " | " << r.len << " | " << mib(r.peak) << " | " << mib(r.state)
-      << " | " << mib(r.activations) << " | " << fmt("%.1f%%", 100.0 * double(r.activations) / double(r.peak))
+    o << "| " << r.model << " | " << r.batch << " | " << r.len << " | " << mib(r.peak) << " | " << mib(r.before)
+      << " | " << mib(r.state) << " | " << mib(r.activations) << " | " << fmt("%.1f%%", 100.0 * double(r.activations) / double(r.peak))
       << " | " << mib(other) << " |\n";
   }
   o << "\n`other` = peak − state − activations: the shared backward scratch (one layer's gradients), the "
@@ -625,9 +724,10 @@ int main(int argc, char** argv) {
   if (S.quick) {
     S.seed_batch = 2;
     S.m130_len = 128;
-    S.m130_iters = 1;
+    S.m130_reps = 1;
     S.scan_dim = 128;
     S.min_time = 0.05;
+    S.reps = 1;
     S.warmup_time = 0.0;
   }
   if (scan_dim > 0) S.scan_dim = scan_dim;
@@ -638,6 +738,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&bargc, rest.data());
   if (benchmark::ReportUnrecognizedArguments(bargc, rest.data())) return 2;
 
+  g_load_start = loadavg();
   register_all();
   CaptureReporter rep(isatty(fileno(stdout)) ? benchmark::ConsoleReporter::OO_Defaults
                                              : benchmark::ConsoleReporter::OO_Tabular);

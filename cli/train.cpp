@@ -1,4 +1,103 @@
+// `mambaseq train --config FILE.yaml [overrides]`: train, evaluate on the test set,
+// write checkpoints, logs, metrics and plots under the output directory.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
+#include "mambaseq/checkpoint.h"
+#include "mambaseq/report.h"
+#include "mambaseq/run_config.h"
+#include "mambaseq/safetensors.h"
+
 namespace mambaseq::cli {
-void register_train(CLI::App& app) { app.add_subcommand("train", "Train a model (not yet)"); }
+
+namespace {
+struct TrainArgs {
+  std::string config, out, resume;
+  int64_t epochs = 0, batch_size = 0, seed = -1;
+  double lr = 0;
+  bool no_progress = false;
+};
+
+void run_train(const TrainArgs& a) {
+  RunConfig rc = load_run_config(a.config);
+  if (!a.out.empty()) rc.output = a.out;
+  if (a.epochs > 0) rc.train.epochs = a.epochs;
+  if (a.batch_size > 0) rc.train.batch_size = a.batch_size;
+  if (a.lr > 0) rc.train.adamw.lr = a.lr;
+  if (a.seed >= 0) rc.train.seed = static_cast<uint64_t>(a.seed);
+  rc.train.out_dir = rc.output;
+  rc.train.progress = !a.no_progress;
+
+  Dataset train, val, test;
+  load_datasets(rc.data, &train, &val, &test);
+  Model model(rc.model, rc.train.seed);
+  fmt::print("mambaseq train: {} | task {} ({} train / {} validation / {} test, length {})\n", a.config,
+             rc.data.task, train.size(), val.size(), test.size(), rc.data.length);
+  fmt::print("model: d_model {} n_layer {} d_state {} d_conv {} expand {} norm {} | {} parameters\n",
+             rc.model.mamba.d_model, rc.model.mamba.n_layer, rc.model.mamba.d_state, rc.model.mamba.d_conv,
+             rc.model.mamba.expand, rc.model.mamba.norm == NormKind::RMS ? "rms" : "layer", model.num_parameters());
+  Trainer trainer(model, train, rc.train, &val);
+  if (!a.resume.empty()) {
+    trainer.load_checkpoint(a.resume);
+    fmt::print("resumed from {} at step {}/{}\n", a.resume, trainer.step(), trainer.total_steps());
+  }
+  fmt::print("training: {} epochs × {} steps, batch {}, lr {} (cosine, {:.0f}% warm-up), output {}\n",
+             rc.train.epochs, trainer.steps_per_epoch(), rc.train.batch_size, rc.train.adamw.lr,
+             100 * rc.train.warmup_frac, rc.output);
+  std::fflush(stdout);
+  const auto& hist = trainer.run();
+  save_model(rc.output + "/model", model);
+
+  EvalResult r = evaluate(model, test, rc.train.batch_size, rc.train.max_len);
+  std::string table = metrics_table(r.cls, test.label_names);
+  fmt::print("\ntest set ({} examples), final model:\n\n{}\n", test.size(), table);
+  if (std::filesystem::exists(rc.output + "/best/model.safetensors")) {
+    auto best = load_model(rc.output + "/best");
+    EvalResult rb = evaluate(*best, test, rc.train.batch_size, rc.train.max_len);
+    fmt::print("best checkpoint by validation {} ({:.4f}): test accuracy {:.4f}, MCC {:.4f}\n",
+               rc.train.early_stop_metric, trainer.best_metric(), rb.cls.accuracy, rb.cls.mcc);
+  }
+  nlohmann::json j{{"config", a.config},
+                   {"task", rc.data.task},
+                   {"parameters", model.num_parameters()},
+                   {"steps", trainer.step()},
+                   {"final_train_loss", hist.empty() ? 0.0 : hist.back().loss},
+                   {"test",
+                    {{"loss", r.loss},
+                     {"accuracy", r.cls.accuracy},
+                     {"mcc", r.cls.mcc},
+                     {"macro_f1", r.cls.macro_f1},
+                     {"precision", r.cls.precision},
+                     {"recall", r.cls.recall},
+                     {"specificity", r.cls.specificity},
+                     {"auroc", std::isnan(r.cls.auroc) ? nlohmann::json(nullptr) : nlohmann::json(r.cls.auroc)},
+                     {"auprc", std::isnan(r.cls.auprc) ? nlohmann::json(nullptr) : nlohmann::json(r.cls.auprc)},
+                     {"confusion", r.cls.confusion}}}};
+  write_file_atomic(rc.output + "/metrics.json", j.dump(2) + "\n");
+  write_file_atomic(rc.output + "/report.md", "# " + rc.data.task + ": test metrics\n\n" + table +
+                                                  "\n![training loss](loss.png)\n");
+  if (plot_training_curve(rc.output, hist)) fmt::print("loss curve: {}/loss.png\n", rc.output);
+  fmt::print("metrics: {}/metrics.json, report: {}/report.md, model: {}/model\n", rc.output, rc.output, rc.output);
+}
+}  // namespace
+
+void register_train(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a model from a YAML config (see configs/)");
+  auto a = std::make_shared<TrainArgs>();
+  cmd->add_option("--config", a->config, "YAML run config")->required();
+  cmd->add_option("--out", a->out, "output directory (overrides the config's output)");
+  cmd->add_option("--epochs", a->epochs, "override train.epochs");
+  cmd->add_option("--batch-size", a->batch_size, "override train.batch_size");
+  cmd->add_option("--lr", a->lr, "override train.lr");
+  cmd->add_option("--seed", a->seed, "override train.seed");
+  cmd->add_option("--resume", a->resume, "continue from a checkpoint directory (OUT/checkpoint)");
+  cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
+  cmd->callback([a] { run_train(*a); });
+}
+
 }  // namespace mambaseq::cli

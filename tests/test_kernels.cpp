@@ -391,3 +391,45 @@ TEST(Scan, BadShapesAreErrors) {
   std::vector<float> out(4);
   EXPECT_THROW(k::selective_scan_forward(p, out.data(), nullptr), Error);
 }
+
+TEST(Step, ConvAndScanStepsReproduceTheFullSequence) {
+  Rng rng(21);
+  const int64_t B = 2, L = 9, C = 5, K = 4, N = 3;
+  Vec x = randn(B * L * C, rng), w = randn(C * K, rng), bias = randn(C, rng);
+  Vec full(B * L * C);
+  k::conv1d_forward(full.data(), x.data(), C, w.data(), bias.data(), B, L, C, K);
+  Vec state(B * C * (K - 1), 0.0), xt(B * C), o(B * C);
+  for (int64_t t = 0; t < L; ++t) {
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) xt[b * C + c] = x[(b * L + t) * C + c];
+    k::conv1d_step(o.data(), state.data(), xt.data(), C, w.data(), bias.data(), B, C, K);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) EXPECT_NEAR(o[b * C + c], full[(b * L + t) * C + c], 1e-13);
+  }
+  ScanCase sc{B, L, C, N, true, true, true, true, false, 64, 2};
+  ScanData d(sc, rng);
+  Vec ref = naive_scan(d, sc, nullptr);
+  Vec h(B * C * N, 0.0), out(B * C);
+  for (int64_t t = 0; t < L; ++t) {
+    // Gather token t of every sequence into a batch of length-1 sequences.
+    Vec u(B * C), dl(B * C), z(B * C), bc(B * d.E);
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t c = 0; c < C; ++c) {
+        u[b * C + c] = d.u[(b * L + t) * C + c];
+        dl[b * C + c] = d.delta[(b * L + t) * C + c];
+        z[b * C + c] = d.z[(b * L + t) * C + c];
+      }
+      for (int64_t j = 0; j < d.E; ++j) bc[b * d.E + j] = d.BC[(b * L + t) * d.E + j];
+    }
+    k::ScanParams<double> p = d.params(sc);
+    p.len = 1;
+    p.u = u.data();
+    p.delta = dl.data();
+    p.z = z.data();
+    p.B = bc.data() + 1;
+    p.C = bc.data() + 1 + N;
+    k::selective_scan_step(p, h.data(), out.data());
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t c = 0; c < C; ++c) EXPECT_NEAR(out[b * C + c], ref[(b * L + t) * C + c], 1e-12);
+  }
+}

@@ -163,4 +163,17 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
                              const ScanGrads<T>& g,
                              int64_t chunk = 64);
 
+// ---- Single-token steps (recurrent inference) ----------------------------------------
+// conv_state: [batch, C, K−1], the last K−1 inputs of each channel, oldest first.
+//   out[b,c] = bias[c] + Σ_{k<K−1} w[c,k]·state[b,c,k] + w[c,K−1]·x[b,c]
+// then the state shifts left by one and x is appended. x: [batch, C] with row stride ldx.
+template <typename T>
+void conv1d_step(T* out, T* conv_state, const T* x, int64_t ldx, const T* w, const T* bias, int64_t batch,
+                 int64_t C, int64_t K);
+// One scan step with p.len == 1: h [batch, dim, dstate] is advanced in place (p.h0 is
+// ignored; h is the state), out [batch, dim] gets the (gated) output. Same arithmetic
+// as selective_scan_forward, so prefill + steps equals the full forward.
+template <typename T>
+void selective_scan_step(const ScanParams<T>& p, T* h, std::type_identity_t<T>* out);
+
 }  // namespace mambaseq::cpu

@@ -1,6 +1,9 @@
 #include "mambaseq/checkpoint.h"
 
 #include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "mambaseq/error.h"
@@ -29,7 +32,7 @@ std::string alias(const std::string& name) {
 }
 }  // namespace
 
-void load_weights(Model& model, const SafeTensorsReader& file) {
+void load_weights(Network& model, const SafeTensorsReader& file) {
   std::set<std::string> used;
   for (Param* p : model.params()) {
     std::string name = p->name;
@@ -45,7 +48,7 @@ void load_weights(Model& model, const SafeTensorsReader& file) {
   for (const auto& n : file.names()) {
     if (used.count(n)) continue;
     // A tied head may still be stored (some writers duplicate it): it must equal the embedding.
-    if (n == "lm_head.weight" && model.cfg.head == HeadKind::LM && model.cfg.mamba.tie_embeddings) continue;
+    if (n == "lm_head.weight" && model.tied_lm_head()) continue;
     fail("checkpoint {}: unexpected tensor '{}' (the config does not use it: wrong config.json?)", file.path(), n);
   }
 }
@@ -57,6 +60,27 @@ std::unique_ptr<Model> load_model(const std::string& dir) {
   SafeTensorsReader file(dir + "/model.safetensors");
   load_weights(*model, file);
   return model;
+}
+
+}  // namespace mambaseq
+
+namespace mambaseq {
+
+std::unique_ptr<Network> load_network(const std::string& dir) {
+  MS_CHECK(fs::is_directory(dir), "model directory {} does not exist", dir);
+  std::ifstream f(dir + "/config.json");
+  MS_CHECK(f.good(), "cannot read {}/config.json", dir);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    fail("{}/config.json is not valid JSON: {}", dir, e.what());
+  }
+  const std::string arch = j.is_object() && j.contains("mambaseq_arch") && j["mambaseq_arch"].is_string()
+                               ? j["mambaseq_arch"].get<std::string>()
+                               : "mamba";
+  if (arch == "mamba") return load_model(dir);
+  fail("{}/config.json: unknown architecture '{}' (mambaseq_arch)", dir, arch);
 }
 
 }  // namespace mambaseq

@@ -7,13 +7,10 @@
 
 #include "mambaseq/error.h"
 #include "mambaseq/kernels_cpu.h"
+#include "mambaseq/checkpoint.h"
 #include "mambaseq/model.h"
 
 namespace mambaseq {
-
-namespace {
-bool pooled(HeadKind h) { return h == HeadKind::SequenceClassification || h == HeadKind::Regression; }
-}  // namespace
 
 Model::Model(const ModelConfig& c, uint64_t seed) : cfg(c), backbone(c.mamba) {
   cfg.validate();
@@ -45,21 +42,7 @@ std::vector<Param*> Model::params() {
   return v;
 }
 
-Param* Model::find(const std::string& name) {
-  for (Param* p : params())
-    if (p->name == name) return p;
-  return nullptr;
-}
-
-int64_t Model::num_parameters() {
-  int64_t n = 0;
-  for (Param* p : params()) n += p->w.numel();
-  return n;
-}
-
-void Model::zero_grad() {
-  for (Param* p : params()) p->g.zero();
-}
+void Model::save(const std::string& dir) { save_model(dir, *this); }
 
 const Param& Model::lm_weight() { return head_w ? *head_w : backbone.embedding; }
 
@@ -108,50 +91,17 @@ const Tensor& Model::forward(const Batch& b, bool training, uint64_t dropout_see
       break;
     }
   }
+  out_ptr_ = &out_;
   return out_;
 }
 
-namespace {
-void check_labels(const Batch& b, int64_t expected, const char* what) {
-  MS_CHECK(static_cast<int64_t>(b.labels.size()) == expected, "loss: batch has {} labels, expected {} ({})",
-           b.labels.size(), expected, what);
-}
-}  // namespace
-
-double Model::loss(const Batch& b) {
-  const int64_t rows = out_.dim(0), cols = out_.dim(1);
-  if (cfg.head == HeadKind::Regression) {
-    MS_CHECK(static_cast<int64_t>(b.targets.size()) == rows * cols, "loss: batch has {} targets, expected {}",
-             b.targets.size(), rows * cols);
-    return cpu::mse_forward<float>(out_.data(), b.targets.data(), rows * cols);
-  }
-  check_labels(b, rows, pooled(cfg.head) ? "one per sequence" : "one per token");
-  return cpu::cross_entropy_forward<float>(out_.data(), b.labels.data(), rows, cols, kIgnoreIndex, nullptr);
-}
-
-void Model::backward(const Batch& b) {
-  const int64_t rows = out_.dim(0), cols = out_.dim(1);
-  d_out_.resize({rows, cols});
-  d_out_.zero();
-  if (cfg.head == HeadKind::Regression) {
-    cpu::mse_backward<float>(d_out_.data(), out_.data(), b.targets.data(), rows * cols, 1.0);
-  } else {
-    check_labels(b, rows, pooled(cfg.head) ? "one per sequence" : "one per token");
-    int64_t n = 0;
-    cpu::cross_entropy_forward<float>(out_.data(), b.labels.data(), rows, cols, kIgnoreIndex, &n);
-    if (n > 0) cpu::cross_entropy_backward<float>(d_out_.data(), out_.data(), b.labels.data(), rows, cols, kIgnoreIndex, 1.0 / n);
-  }
-  backward_head(b.batch, b.len);
-}
-
 void Model::backward_from_output(const float* dout, int64_t batch, int64_t len) {
-  d_out_.resize(out_.shape());
-  std::copy(dout, dout + out_.numel(), d_out_.data());
-  backward_head(batch, len);
-}
-
-void Model::backward_head(int64_t batch, int64_t len) {
+  MS_CHECK(out_ptr_ == &out_, "backward: forward was not called");
   const int64_t M = batch * len, D = cfg.mamba.d_model, cols = out_.dim(1);
+  if (dout != d_out_.data()) {
+    d_out_.resize(out_.shape());
+    std::copy(dout, dout + out_.numel(), d_out_.data());
+  }
   d_hidden_.resize({M, D});
   d_hidden_.zero();
   const Tensor& h = backbone.hidden();

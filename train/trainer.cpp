@@ -27,21 +27,22 @@ void append_jsonl(const std::string& out_dir, const json& j) {
 }
 }  // namespace
 
-EvalResult evaluate(Model& model, const Dataset& data, int64_t batch_size, int64_t max_len) {
+EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len) {
   MS_CHECK(data.size() > 0, "evaluate: dataset '{}' is empty", data.name);
   EvalResult r;
-  const HeadKind head = model.cfg.head;
+  const HeadKind head = model.head();
   MS_CHECK(head == HeadKind::SequenceClassification || head == HeadKind::Regression,
            "evaluate: only sequence-level heads are evaluated here (head is {})", head_name(head));
-  const int64_t K = model.cfg.num_labels;
   std::vector<int32_t> y, yhat;
   std::vector<float> pred, target;
   double loss_sum = 0;
+  int64_t K = 0;
   for (int64_t s = 0; s < data.size(); s += batch_size) {
     std::vector<int64_t> idx;
     for (int64_t i = s; i < std::min(data.size(), s + batch_size); ++i) idx.push_back(i);
     Batch b = make_batch(data, idx, max_len, head);
     const Tensor& out = model.forward(b, false);
+    K = out.dim(1);
     loss_sum += model.loss(b) * b.batch;
     for (int64_t i = 0; i < b.batch; ++i) {
       const float* o = out.data() + i * K;
@@ -67,7 +68,7 @@ EvalResult evaluate(Model& model, const Dataset& data, int64_t batch_size, int64
   return r;
 }
 
-Trainer::Trainer(Model& model, const Dataset& train, TrainOptions o, const Dataset* val)
+Trainer::Trainer(Network& model, const Dataset& train, TrainOptions o, const Dataset* val)
     : model_(model), train_(train), val_(val), o_(std::move(o)), opt_(model.params(), o_.adamw),
       params_(model.params()) {
   MS_CHECK(o_.batch_size > 0, "training: batch_size must be positive, got {}", o_.batch_size);
@@ -100,7 +101,7 @@ std::vector<int64_t> Trainer::batch_indices(int64_t step) {
 
 void Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
-  Batch b = make_batch(train_, batch_indices(step_), o_.max_len, model_.cfg.head);
+  Batch b = make_batch(train_, batch_indices(step_), o_.max_len, model_.head());
   model_.zero_grad();
   model_.forward(b, true, Rng::derive(o_.seed, step_).next_u64());
   const double loss = model_.loss(b);
@@ -129,7 +130,7 @@ void Trainer::train_step() {
 void Trainer::end_of_epoch(int64_t epoch) {
   if (val_ && val_->size() > 0) {
     EvalResult r = evaluate(model_, *val_, o_.batch_size, o_.max_len);
-    const bool reg = model_.cfg.head == HeadKind::Regression;
+    const bool reg = model_.head() == HeadKind::Regression;
     const std::string metric = reg ? "mse" : o_.early_stop_metric;
     const double v = reg ? r.reg.mse : metric_value(r.cls, metric);
     const bool higher = metric_higher_is_better(metric);
@@ -140,7 +141,7 @@ void Trainer::end_of_epoch(int64_t epoch) {
     if (better) {
       best_ = v;
       epochs_without_gain_ = 0;
-      if (!o_.out_dir.empty()) save_model(o_.out_dir + "/best", model_);
+      if (!o_.out_dir.empty()) model_.save(o_.out_dir + "/best");
     } else if (o_.patience > 0 && ++epochs_without_gain_ >= o_.patience) {
       stop_ = true;
     }
@@ -172,7 +173,7 @@ void Trainer::save_checkpoint(const std::string& dir) {
   const std::string tmp = dir + ".tmp";
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  save_model(tmp, model_);
+  model_.save(tmp);
   SafeTensorsWriter w;
   for (size_t i = 0; i < params_.size(); ++i) {
     w.add("exp_avg." + params_[i]->name, opt_.exp_avg(i).data(), params_[i]->w.shape());

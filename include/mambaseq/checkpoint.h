@@ -19,6 +19,9 @@ std::unique_ptr<Model> load_model(const std::string& dir);
 // Loads every parameter of `model` from the file: accepts the HF names and the
 // original ones (backbone.embedding.weight); a missing tensor, a wrong shape or an
 // unexpected tensor is an Error naming it and the file.
-void load_weights(Model& model, const SafeTensorsReader& file);
+void load_weights(Network& model, const SafeTensorsReader& file);
+
+// Any architecture: reads "mambaseq_arch" from DIR/config.json (absent: mamba).
+std::unique_ptr<Network> load_network(const std::string& dir);
 
 }  // namespace mambaseq

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "mambaseq/config.h"
+#include "mambaseq/network.h"
 #include "mambaseq/rng.h"
 #include "mambaseq/tensor.h"
 
@@ -99,35 +100,20 @@ class Backbone {
   Tensor mix_out_, hidden_, nf_mean_, nf_rstd_, d_stream_, d_tmp_;
 };
 
-// What a batch carries; which fields a head reads depends on the head.
-struct Batch {
-  int64_t batch = 0, len = 0;
-  std::vector<int32_t> ids;      // [batch, len]
-  std::vector<uint8_t> mask;     // [batch, len], 1 = real token (empty: ids != pad)
-  std::vector<int32_t> labels;   // LM/token: [batch, len] (−100 = ignore); class: [batch]
-  std::vector<float> targets;    // regression: [batch, num_labels]
-};
 
-constexpr int32_t kIgnoreIndex = -100;
-
-// Backbone + head. forward() computes the head output and the loss; backward() the
-// gradients of that loss.
-class Model {
+// Backbone + head (the Mamba network).
+class Model : public Network {
  public:
   explicit Model(const ModelConfig& cfg, uint64_t seed = 0);
   // Head output: LM/token [M, V or num_labels] logits; classification [batch, num_labels]
   // logits; regression [batch, num_labels] predictions.
-  const Tensor& forward(const Batch& b, bool training, uint64_t dropout_seed = 0);
-  // Loss of the last forward (mean over counted items).
-  double loss(const Batch& b);
-  // Backward of loss(); requires forward(training=true) first. Accumulates into .g.
-  void backward(const Batch& b);
-  // Backward from a given ∂loss/∂(head output) (same shape as forward()'s result).
-  void backward_from_output(const float* dout, int64_t batch, int64_t len);
-  void zero_grad();
-  std::vector<Param*> params();
-  Param* find(const std::string& name);
-  int64_t num_parameters();
+  const Tensor& forward(const Batch& b, bool training, uint64_t dropout_seed = 0) override;
+  void backward_from_output(const float* dout, int64_t batch, int64_t len) override;
+  std::vector<Param*> params() override;
+  HeadKind head() const override { return cfg.head; }
+  std::string arch() const override { return "mamba"; }
+  void save(const std::string& dir) override;
+  bool tied_lm_head() const override { return cfg.head == HeadKind::LM && cfg.mamba.tie_embeddings; }
 
   const ModelConfig cfg;
   Backbone backbone;
@@ -135,10 +121,9 @@ class Model {
   std::unique_ptr<Param> head_b;  // classifier.bias [K]
 
  private:
-  Tensor out_, pooled_, dropped_, keep_, d_out_, d_dropped_, d_pool_, d_hidden_;
+  Tensor out_, pooled_, dropped_, keep_, d_dropped_, d_pool_, d_hidden_;
   std::vector<uint8_t> mask_;
   const Param& lm_weight();
-  void backward_head(int64_t batch, int64_t len);
 };
 
 }  // namespace mambaseq

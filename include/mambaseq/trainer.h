@@ -49,11 +49,11 @@ struct EvalResult {
   std::vector<float> probs; // [n, num_labels] (classification) or predictions (regression)
 };
 
-EvalResult evaluate(Model& model, const Dataset& data, int64_t batch_size, int64_t max_len);
+EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len);
 
 class Trainer {
  public:
-  Trainer(Model& model, const Dataset& train, TrainOptions opts, const Dataset* val = nullptr);
+  Trainer(Network& model, const Dataset& train, TrainOptions opts, const Dataset* val = nullptr);
   // Trains until the total step count (or early stopping); returns the step records.
   const std::vector<StepRecord>& run();
   // Runs at most n more steps (tests, interruption).
@@ -74,7 +74,7 @@ class Trainer {
   void end_of_epoch(int64_t epoch);
   std::vector<int64_t> batch_indices(int64_t step);
 
-  Model& model_;
+  Network& model_;
   const Dataset& train_;
   const Dataset* val_;
   TrainOptions o_;

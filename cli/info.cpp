@@ -35,8 +35,6 @@ void register_info(CLI::App& app) {
   for (const char* k : {"d_model", "n_layer", "vocab_size", "d_state", "d_conv", "expand", "dt_rank"})
     cmd->add_option(std::string("--") + k, (*set)[k], std::string("override ") + k);
   cmd->callback([=] {
-    fmt::print("{:<10} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7} {:>5} {:>18}\n", "variant", "d_model",
-               "n_layer", "d_inner", "d_state", "d_conv", "expand", "dt_rank", "vocab", "norm", "parameters");
     std::vector<std::string> names;
     if (variant->empty()) {
       names = variant_names();
@@ -44,6 +42,7 @@ void register_info(CLI::App& app) {
     } else {
       names = {*variant};
     }
+    std::vector<std::pair<std::string, ModelConfig>> rows;
     for (const auto& n : names) {
       ModelConfig m;
       if (n == "seed001") m = seed001_classifier(2);
@@ -59,8 +58,17 @@ void register_info(CLI::App& app) {
         else if (k == "dt_rank") m.mamba.dt_rank = v;
       }
       m.validate();
-      print_row(n, m);
+      rows.emplace_back(n, m);
     }
+    // Validate everything first: a bad value prints one error line and no partial table.
+    fmt::print("{:<10} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>7} {:>7} {:>5} {:>18}\n", "variant", "d_model",
+               "n_layer", "d_inner", "d_state", "d_conv", "expand", "dt_rank", "vocab", "norm", "parameters");
+    for (const auto& [n, m] : rows) print_row(n, m);
+#ifdef MAMBASEQ_HAS_CUDA
+    fmt::print("\nCUDA backend: built\n");
+#else
+    fmt::print("\nCUDA backend: not built (no nvcc at configure time)\n");
+#endif
   });
 }
 

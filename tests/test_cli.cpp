@@ -1,0 +1,102 @@
+// The command line: a clear one-line error and a non-zero exit for bad input, and the
+// training job end to end on a tiny config.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/cli_util.h"
+
+using mambaseq::test::run_cli;
+namespace fs = std::filesystem;
+
+namespace {
+std::string write_tmp(const std::string& name, const std::string& text) {
+  const std::string p = ::testing::TempDir() + "mambaseq_cli_" + std::to_string(::getpid()) + "_" + name;
+  std::ofstream(p) << text;
+  return p;
+}
+const char* kTiny = R"(data:
+  source: synthetic
+  task: motif
+  train_size: 64
+  test_size: 32
+  length: 24
+  val_fraction: 0.25
+model:
+  preset: seed001
+  d_model: 8
+  n_layer: 1
+  d_state: 4
+train:
+  epochs: 1
+  batch_size: 16
+  lr: 0.003
+)";
+}  // namespace
+
+TEST(Cli, InfoPrintsExactParameterCounts) {
+  auto r = run_cli("info");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("129,135,360"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("2,768,345,600"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("5,261,826"), std::string::npos) << r.out;
+  r = run_cli("info --variant 130m --d_state 32");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("130,904,832"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BadInputsGiveOneClearErrorLine) {
+  struct Case {
+    std::string args, expect;
+  };
+  const std::string missing = ::testing::TempDir() + "does_not_exist.yaml";
+  const std::vector<Case> cases{
+      {"info --variant 7b", "unknown variant '7b'"},
+      {"info --variant 130m --d_state 0", "d_state must be a positive integer, got 0"},
+      {"train --config " + missing, "cannot read config file " + missing},
+      {"train --config " + write_tmp("lr.yaml", std::string(kTiny) + "  weight_decay: -1\n"),
+       "'train.weight_decay' must be >= 0, got -1"},
+      {"train --config " + write_tmp("key.yaml", std::string(kTiny) + "  lrr: 0.1\n"), "unknown key 'train.lrr'"},
+      {"train --config " + write_tmp("dm.yaml", "model:\n  d_model: -3\n"), "d_model must be a positive integer, got -3"},
+      {"train --config " + write_tmp("task.yaml", "data:\n  task: nope\n"), "unknown synthetic task 'nope'"},
+      {"train --config " + write_tmp("yaml.yaml", "data: [unclosed\n"), "not valid YAML"},
+      {"train --config " + write_tmp("epochs.yaml", "train:\n  epochs: many\n"), "'train.epochs' has a bad value 'many'"},
+      {"train --config " + write_tmp("ok.yaml", kTiny) + " --resume " + missing, "does not exist"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_cli(c.args + (c.args.rfind("info", 0) == 0 ? "" : " --no-progress"));
+    EXPECT_NE(r.code, 0) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find(c.expect), std::string::npos) << c.args << "\n" << r.out;
+    EXPECT_NE(r.out.find("mambaseq: error: "), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("terminate called"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("d_inner"), std::string::npos) << "no partial output before the error:\n" << r.out;
+  }
+}
+
+TEST(Cli, TrainWritesModelMetricsLogsAndResumes) {
+  const std::string out = ::testing::TempDir() + "mambaseq_cli_run_" + std::to_string(::getpid());
+  fs::remove_all(out);
+  const std::string cfg = write_tmp("run.yaml", kTiny);
+  auto r = run_cli("train --config " + cfg + " --out " + out + " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("accuracy"), std::string::npos) << r.out;
+  for (const char* f : {"model/model.safetensors", "model/config.json", "checkpoint/optimizer.safetensors",
+                        "checkpoint/trainer_state.json", "train_log.jsonl", "metrics.json", "report.md", "loss.tsv"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  std::ifstream mf(out + "/metrics.json");
+  auto j = nlohmann::json::parse(mf);
+  EXPECT_EQ(j["test"]["confusion"].size(), 2u);
+  const double acc = j["test"]["accuracy"].get<double>();
+  EXPECT_GE(acc, 0.0);
+  EXPECT_LE(acc, 1.0);
+  EXPECT_EQ(j["steps"].get<int>(), 3);  // 48 training examples / batch 16
+  // Resuming a finished run continues at its last step and trains nothing more.
+  r = run_cli("train --config " + cfg + " --out " + out + " --no-progress --resume " + out + "/checkpoint");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("at step 3/3"), std::string::npos) << r.out;
+  fs::remove_all(out);
+}

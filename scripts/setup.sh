@@ -48,8 +48,10 @@ case "$mode" in
     build build Release
     ./build/mambaseq train --config configs/synthetic_default.yaml ;;
   test)
-    build build Release
-    (cd build && ctest --output-on-failure -j "$jobs" -LE gpu)
+    # One CUDA architecture keeps CI's 2-core nvcc compile short; GPU tests report
+    # themselves as skipped where no GPU is present.
+    MAMBASEQ_CMAKE_ARGS="-DMAMBASEQ_CUDA_ARCHS=90 ${MAMBASEQ_CMAKE_ARGS:-}" build build Release
+    (cd build && ctest --output-on-failure -j "$jobs")
     # Second build type: AddressSanitizer + UndefinedBehaviorSanitizer (no CUDA, no benchmarks).
     MAMBASEQ_CMAKE_ARGS="-DMAMBASEQ_CUDA=OFF -DMAMBASEQ_BUILD_BENCH=OFF" build build-sanitize Sanitize
     (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \

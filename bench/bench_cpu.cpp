@@ -1,6 +1,6 @@
 // CPU speed and memory benchmarks (Google Benchmark), then Markdown tables.
 //
-//   bench_cpu [--quick] [--no-memory] [--out FILE] [--scan-dim N] [--benchmark_* flags]
+//   bench_cpu [--quick] [--no-memory] [--out FILE] [--scan-dim N] [--wait-idle S] [--benchmark_* flags]
 //
 // Benchmarks (all wall-clock time; tokens/s is a rate counter = batch·len / time):
 //   seed001/forward/B8/L{300,500}    seed-001 classifier, inference forward (training=false)
@@ -62,10 +62,57 @@ struct Settings {
   int reps = 3;                // repetitions of every benchmark; the tables use the fastest
   double min_time = 1.0;       // seconds per repetition (seed-001 and scan)
   double warmup_time = 0.2;    // seconds of untimed warm-up (at least one iteration)
+  double wait_idle = 0;  // --wait-idle N: seconds to wait for an idle machine before each call
   bool memory = true;  // --no-memory skips the memory table (for quick experiments)
   std::string out;
 };
 Settings S;
+
+struct CpuSnapshot {
+  double wall = 0, busy = 0, self = 0;  // seconds
+  static CpuSnapshot now() {
+    CpuSnapshot c;
+    c.wall = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    std::ifstream f("/proc/stat");
+    std::string cpu;
+    double v[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // user nice system idle iowait irq softirq steal
+    f >> cpu;
+    for (double& x : v) f >> x;
+    c.busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / double(sysconf(_SC_CLK_TCK));
+    struct rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    c.self = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    return c;
+  }
+};
+
+// Other processes' CPU use (in CPUs) over the next `secs` seconds.
+double other_cpus_over(double secs) {
+  const CpuSnapshot a = CpuSnapshot::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(secs));
+  const CpuSnapshot b = CpuSnapshot::now();
+  return std::max(0.0, (b.busy - a.busy) - (b.self - a.self)) / (b.wall - a.wall);
+}
+
+// --wait-idle N: before every benchmark call (outside the timed loop), wait up to N s for
+// a 0.5 s window in which other processes use < 0.15 CPUs. Calls that give up run anyway
+// and are counted; the "other load" column shows what they met.
+double g_waited_s = 0;
+int g_wait_calls = 0, g_wait_timeouts = 0;
+void wait_idle() {
+  if (S.wait_idle <= 0) return;
+  ++g_wait_calls;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  while (other_cpus_over(0.5) >= 0.15) {
+    if (elapsed() > S.wait_idle) {
+      ++g_wait_timeouts;
+      break;
+    }
+  }
+  g_waited_s += elapsed();
+}
+
 
 // ---- random inputs (never zeros) ---------------------------------------------------
 // Counter-based so large buffers fill in parallel and reproducibly.
@@ -132,6 +179,7 @@ void set_rate(benchmark::State& st, int64_t tokens_per_iter) {
 }
 
 void BM_seed_forward(benchmark::State& st, int64_t B, int64_t L) {
+  wait_idle();
   auto& f = seed_fixture();
   const Batch b = seed_batch(B, L, 42 + L);
   for (auto _ : st) {
@@ -143,6 +191,7 @@ void BM_seed_forward(benchmark::State& st, int64_t B, int64_t L) {
 }
 
 void BM_seed_train(benchmark::State& st, int64_t B, int64_t L) {
+  wait_idle();
   auto& f = seed_fixture();
   const Batch b = seed_batch(B, L, 42 + L);
   double loss = 0;
@@ -187,6 +236,7 @@ void m130_train_step(M130Fixture& f, int64_t B, int64_t L) {
 }
 
 void BM_m130_forward(benchmark::State& st, int64_t B, int64_t L) {
+  wait_idle();
   auto& f = m130_fixture();
   // Fixed iteration counts exclude MinWarmUpTime in Google Benchmark 1.7: warm up by hand.
   if (!f.warm_fwd) f.bb->forward(f.ids.data(), B, L, /*training=*/false), f.warm_fwd = true;
@@ -199,6 +249,7 @@ void BM_m130_forward(benchmark::State& st, int64_t B, int64_t L) {
 }
 
 void BM_m130_train(benchmark::State& st, int64_t B, int64_t L) {
+  wait_idle();
   auto& f = m130_fixture();
   if (!f.warm_train) m130_train_step(f, B, L), f.warm_train = true;
   for (auto _ : st) {
@@ -298,6 +349,7 @@ void set_scan_counters(benchmark::State& st, int64_t L) {
 }
 
 void BM_scan_fwd(benchmark::State& st, int64_t L) {
+  wait_idle();
   auto& d = scan_data(L);
   for (auto _ : st) {
     cpu::selective_scan_forward<float>(d.p, d.out.data(), nullptr);
@@ -320,6 +372,7 @@ void flush_caches() {
 }
 
 void BM_scan_fwd_cold(benchmark::State& st, int64_t L) {
+  wait_idle();
   auto& d = scan_data(L);
   for (auto _ : st) {
     st.PauseTiming();
@@ -334,6 +387,7 @@ void BM_scan_fwd_cold(benchmark::State& st, int64_t L) {
 // Gradients accumulate across iterations (the kernel adds); zeroing them each time
 // would time a memset that is not part of the scan.
 void BM_scan_fwdbwd(benchmark::State& st, int64_t L) {
+  wait_idle();
   auto& d = scan_data(L);
   d.alloc_grads();
   for (auto _ : st) {
@@ -349,24 +403,6 @@ void BM_scan_fwdbwd(benchmark::State& st, int64_t L) {
 // this process (cores it kept busy) and the CPU time that other processes used while it
 // ran (from /proc/stat), so contention is visible in the tables instead of silently
 // inflating a figure.
-struct CpuSnapshot {
-  double wall = 0, busy = 0, self = 0;  // seconds
-  static CpuSnapshot now() {
-    CpuSnapshot c;
-    c.wall = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    std::ifstream f("/proc/stat");
-    std::string cpu;
-    double v[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // user nice system idle iowait irq softirq steal
-    f >> cpu;
-    for (double& x : v) f >> x;
-    c.busy = (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / double(sysconf(_SC_CLK_TCK));
-    struct rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    c.self = double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + 1e-6 * double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-    return c;
-  }
-};
-
 struct Entry {
   std::string name, group, what;
   int64_t batch = 0, len = 0;
@@ -617,7 +653,11 @@ std::string report(const std::vector<MemRow>& mem) {
        "its iterations) and the median. `cores used` = this process's CPU time / wall time in the fastest "
        "repetition (" << omp_get_max_threads()
     << " = all threads busy); `other load` = CPUs used by other processes meanwhile (from /proc/stat).\n";
-  o << "- load average at start / end: " << g_load_start << " / " << loadavg() << "\n\n";
+  o << "- load average at start / end: " << g_load_start << " / " << loadavg() << "\n";
+  if (S.wait_idle > 0)
+    o << "- --wait-idle " << S.wait_idle << ": " << g_wait_calls << " benchmark calls waited " << fmt("%.0f", g_waited_s)
+      << " s in all for an idle machine; " << g_wait_timeouts << " gave up and ran with other load\n";
+  o << "\n";
 
   auto status = [](const Entry& e) { return e.error ? "error: " + e.error_msg : std::string("not run"); };
   o << "## Throughput\n\n";
@@ -698,7 +738,7 @@ std::string report(const std::vector<MemRow>& mem) {
 }
 
 void usage_error(const char* msg) {
-  std::fprintf(stderr, "bench_cpu: %s\nusage: bench_cpu [--quick] [--no-memory] [--out FILE] [--scan-dim N] [--benchmark_*]\n",
+  std::fprintf(stderr, "bench_cpu: %s\nusage: bench_cpu [--quick] [--no-memory] [--out FILE] [--scan-dim N] [--wait-idle SECONDS] [--benchmark_*]\n",
                msg);
   std::exit(2);
 }
@@ -713,11 +753,13 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--quick") S.quick = true;
     else if (a == "--no-memory") S.memory = false;
-    else if (a == "--out" || a == "--scan-dim") {
+    else if (a == "--out" || a == "--scan-dim" || a == "--wait-idle") {
       if (i + 1 >= argc) usage_error((a + " needs a value").c_str());
       if (a == "--out") S.out = argv[++i];
-      else scan_dim = std::atoll(argv[++i]);
+      else if (a == "--scan-dim") scan_dim = std::atoll(argv[++i]);
+      else S.wait_idle = std::atof(argv[++i]);
     } else if (a.rfind("--out=", 0) == 0) S.out = a.substr(6);
+    else if (a.rfind("--wait-idle=", 0) == 0) S.wait_idle = std::atof(a.c_str() + 12);
     else if (a.rfind("--scan-dim=", 0) == 0) scan_dim = std::atoll(a.c_str() + 11);
     else rest.push_back(argv[i]);
   }

@@ -8,7 +8,7 @@
 #                                    --benchmark_filter=scan, --no-memory)
 #
 # Environment: BUILD_DIR (default build-bench), JOBS (default 2), OUT (tables file),
-# WAIT_IDLE (seconds to wait for an idle machine first, default 0),
+# WAIT_IDLE (bench_cpu --wait-idle: seconds each benchmark call may wait for an idle machine),
 # MAMBASEQ_COMMIT (default: git rev-parse --short HEAD, "+dirty" when tracked files differ).
 set -euo pipefail
 
@@ -38,27 +38,19 @@ if [[ -z ${MAMBASEQ_COMMIT:-} ]]; then
 fi
 export MAMBASEQ_COMMIT
 
-# The figures assume the machine is otherwise idle. WAIT_IDLE=N waits up to N seconds for
-# a 5-second window in which other processes use < 10% of one CPU; either way a busy
-# machine is reported (the tables also carry an "other load" column per benchmark).
-busy_cpus() {  # CPUs kept busy over the next 5 s (all processes; this script is idle meanwhile)
-  local a b
-  a=($(head -n1 /proc/stat)); sleep 5; b=($(head -n1 /proc/stat))
-  awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
-      -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", u / hz / 5 }'
-}
-wait_idle=${WAIT_IDLE:-0}
-waited=0
-while :; do
-  busy=$(busy_cpus)
-  awk -v b="$busy" 'BEGIN { exit !(b < 0.1) }' && break
-  if ((waited >= wait_idle)); then
-    echo "run_cpu.sh: warning: other processes keep $busy CPUs busy — timings will be distorted" >&2
-    break
-  fi
-  waited=$((waited + 5))
-done
+# The figures assume the machine is otherwise idle. WAIT_IDLE=N makes bench_cpu wait (up
+# to N s, before every benchmark call, outside the timed loop) for a moment when other
+# processes leave the CPUs alone; the tables carry an "other load" column either way.
+a=($(head -n1 /proc/stat)); sleep 2; b=($(head -n1 /proc/stat))
+busy=$(awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
+  -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", u / hz / 2 }')
+if awk -v b="$busy" 'BEGIN { exit !(b >= 0.15) }'; then
+  echo "run_cpu.sh: warning: other processes keep $busy CPUs busy — timings will be distorted" \
+    "${WAIT_IDLE:+(waiting up to ${WAIT_IDLE} s per benchmark call for quiet)}" >&2
+fi
+extra=()
+[[ -n ${WAIT_IDLE:-} ]] && extra+=(--wait-idle "$WAIT_IDLE")
 
 mkdir -p "$(dirname "$out")"
 echo "run_cpu.sh: commit $MAMBASEQ_COMMIT, tables → $out, raw output → $log" >&2
-"$build/bench/bench_cpu" --out "$out" "$@" 2>&1 | tee "$log"
+"$build/bench/bench_cpu" --out "$out" "${extra[@]}" "$@" 2>&1 | tee "$log"

@@ -5,4 +5,8 @@
 namespace mambaseq::cli {
 void register_info(CLI::App& app);
 void register_train(CLI::App& app);
+void register_generate(CLI::App& app);  // cli/generate.cpp
+void register_score(CLI::App& app);     // cli/score.cpp
+void register_embed(CLI::App& app);     // cli/embed.cpp
+void register_init(CLI::App& app);      // cli/init.cpp
 }  // namespace mambaseq::cli

@@ -10,6 +10,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   mambaseq::cli::register_info(app);
   mambaseq::cli::register_train(app);
+  mambaseq::cli::register_generate(app);
+  mambaseq::cli::register_score(app);
+  mambaseq::cli::register_embed(app);
+  mambaseq::cli::register_init(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

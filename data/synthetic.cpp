@@ -1,4 +1,4 @@
-// Nucleotide tokens, built-in synthetic tasks, splits and batching.
+// Nucleotide tokens, dataset basics, built-in synthetic tasks, and batching.
 #include <algorithm>
 #include <map>
 
@@ -29,7 +29,39 @@ std::vector<int32_t> encode_nucleotides(const std::string& seq) {
   return ids;
 }
 
-std::vector<std::string> synthetic_task_names() { return {"motif", "long_range"}; }
+std::string target_kind_name(TargetKind k) {
+  switch (k) {
+    case TargetKind::Classification: return "classification";
+    case TargetKind::MultiLabel: return "multi_label";
+    case TargetKind::Regression: return "regression";
+    case TargetKind::Token: return "token";
+  }
+  return "?";
+}
+
+TargetKind target_kind_from_name(const std::string& s) {
+  if (s == "classification") return TargetKind::Classification;
+  if (s == "multi_label") return TargetKind::MultiLabel;
+  if (s == "regression") return TargetKind::Regression;
+  if (s == "token") return TargetKind::Token;
+  fail("unknown target kind '{}' (known: classification, multi_label, regression, token)", s);
+}
+
+Dataset empty_like(const Dataset& d) {
+  Dataset e;
+  e.name = d.name;
+  e.num_labels = d.num_labels;
+  e.vocab_size = d.vocab_size;
+  e.label_names = d.label_names;
+  e.target = d.target;
+  e.tokenizer = d.tokenizer;
+  e.dna = d.dna;
+  return e;
+}
+
+std::vector<std::string> synthetic_task_names() {
+  return {"motif", "long_range", "splice", "selective_copy", "induction"};
+}
 
 namespace {
 void plant(std::vector<int32_t>& ids, const std::string& motif, int64_t pos) {
@@ -87,31 +119,98 @@ Dataset make_synthetic(const std::string& task, int64_t n, int64_t len, uint64_t
       e.label = a == b;
       d.examples.push_back(std::move(e));
     }
+  } else if (task == "splice") {
+    // Donor before acceptor (intron-like) vs one signal alone or both in the wrong order.
+    const std::string donor = "GTAAGT", acceptor = "TTTTCAG";
+    const int64_t gap = 20, D = 6, A = 7;
+    MS_CHECK(len >= D + gap + A + 2, "synthetic task splice: length must be >= {}, got {}", D + gap + A + 2, len);
+    const auto md = encode_nucleotides(donor), ma = encode_nucleotides(acceptor);
+    d.label_names = {"no_intron", "intron"};
+    for (int64_t i = 0; i < n; ++i) {
+      Example e;
+      e.label = static_cast<int32_t>(i % 2);
+      do e.ids = random_seq();
+      while (contains(e.ids, md, 0, len) || contains(e.ids, ma, 0, len));
+      // First signal in [0, len − gap − D − A], the second at least `gap` bases after it.
+      const int64_t p1 = static_cast<int64_t>(rng.below(len - gap - D - A + 1));
+      const int64_t first_end = p1 + (e.label ? D : A);
+      const int64_t p2 = first_end + gap + static_cast<int64_t>(rng.below(len - (e.label ? A : D) - first_end - gap + 1));
+      const int64_t kind = e.label ? 0 : static_cast<int64_t>(rng.below(3));  // negatives: 0 wrong order, 1 donor, 2 acceptor
+      if (e.label) {
+        plant(e.ids, donor, p1);
+        plant(e.ids, acceptor, p2);
+      } else if (kind == 0) {
+        plant(e.ids, acceptor, p1);
+        plant(e.ids, donor, p2);
+      } else {
+        // A lone signal anywhere, so its position says nothing about the label.
+        const std::string& m = kind == 1 ? donor : acceptor;
+        plant(e.ids, m, static_cast<int64_t>(rng.below(len - static_cast<int64_t>(m.size()) + 1)));
+      }
+      // Planting can create a motif across a boundary by chance; keep the rule exact.
+      const bool has_d = contains(e.ids, md, 0, len), has_a = contains(e.ids, ma, 0, len);
+      bool ordered = false;
+      for (int64_t x = 0; has_d && has_a && x + D <= len && !ordered; ++x)
+        if (std::equal(md.begin(), md.end(), e.ids.begin() + x)) ordered = contains(e.ids, ma, x + D, len);
+      if (ordered != static_cast<bool>(e.label)) {
+        --i;  // redraw this example
+        continue;
+      }
+      d.examples.push_back(std::move(e));
+    }
+  } else if (task == "selective_copy") {
+    // ids: PAD 0, data A..T 1..4, noise N 5, copy marker 6. Token labels 0..3 (A C G T).
+    const int64_t K = 8;
+    MS_CHECK(len >= 4 * K, "synthetic task selective_copy: length must be >= {}, got {}", 4 * K, len);
+    d.target = TargetKind::Token;
+    d.dna = false;
+    d.vocab_size = 7;
+    d.num_labels = 4;
+    d.label_names = {"A", "C", "G", "T"};
+    const int64_t body = len - K;
+    for (int64_t i = 0; i < n; ++i) {
+      Example e;
+      e.ids.assign(len, 5);
+      e.token_labels.assign(len, kIgnoreIndex);
+      // K distinct positions in the body, in increasing order (partial Fisher–Yates).
+      std::vector<int64_t> pos(body);
+      for (int64_t p = 0; p < body; ++p) pos[p] = p;
+      for (int64_t k = 0; k < K; ++k) std::swap(pos[k], pos[k + rng.below(body - k)]);
+      std::sort(pos.begin(), pos.begin() + K);
+      for (int64_t k = 0; k < K; ++k) {
+        const int32_t v = static_cast<int32_t>(rng.below(4));
+        e.ids[pos[k]] = 1 + v;
+        e.ids[body + k] = 6;
+        e.token_labels[body + k] = v;
+      }
+      d.examples.push_back(std::move(e));
+    }
+  } else if (task == "induction") {
+    // ids: PAD 0, A..T 1..4, trigger N 5. The last token (N) is labelled with the base
+    // that followed the first N. The first N sits in the first half, so there is
+    // always a long gap to bridge.
+    MS_CHECK(len >= 16, "synthetic task induction: length must be >= 16, got {}", len);
+    d.target = TargetKind::Token;
+    d.dna = false;
+    d.vocab_size = 6;
+    d.num_labels = 4;
+    d.label_names = {"A", "C", "G", "T"};
+    for (int64_t i = 0; i < n; ++i) {
+      Example e;
+      e.ids = random_seq();
+      e.token_labels.assign(len, kIgnoreIndex);
+      const int64_t p = static_cast<int64_t>(rng.below(len / 2 - 1));
+      e.ids[p] = 5;
+      e.ids[len - 1] = 5;
+      e.token_labels[len - 1] = e.ids[p + 1] - 1;
+      d.examples.push_back(std::move(e));
+    }
   } else {
-    fail("unknown synthetic task '{}' (known: motif, long_range)", task);
+    std::string known;
+    for (const auto& t : synthetic_task_names()) known += (known.empty() ? "" : ", ") + t;
+    fail("unknown synthetic task '{}' (known: {})", task, known);
   }
   return d;
-}
-
-void stratified_split(const Dataset& all, double val_fraction, uint64_t seed, Dataset* train, Dataset* val) {
-  MS_CHECK(val_fraction > 0 && val_fraction < 1, "validation fraction must be in (0, 1), got {}", val_fraction);
-  std::map<int32_t, std::vector<int64_t>> by_label;
-  for (int64_t i = 0; i < all.size(); ++i) by_label[all.examples[i].label].push_back(i);
-  Rng rng(seed);
-  for (Dataset* d : {train, val}) {
-    d->name = all.name;
-    d->num_labels = all.num_labels;
-    d->vocab_size = all.vocab_size;
-    d->label_names = all.label_names;
-    d->examples.clear();
-  }
-  for (auto& [label, idx] : by_label) {
-    for (int64_t i = static_cast<int64_t>(idx.size()) - 1; i > 0; --i)
-      std::swap(idx[i], idx[rng.below(static_cast<uint64_t>(i + 1))]);
-    const int64_t nv = static_cast<int64_t>(idx.size() * val_fraction + 0.5);
-    for (int64_t i = 0; i < static_cast<int64_t>(idx.size()); ++i)
-      (i < nv ? val : train)->examples.push_back(all.examples[idx[i]]);
-  }
 }
 
 Batch make_batch(const Dataset& d, const std::vector<int64_t>& idx, int64_t max_len, HeadKind head) {
@@ -125,6 +224,11 @@ Batch make_batch(const Dataset& d, const std::vector<int64_t>& idx, int64_t max_
     b.len = std::max<int64_t>(b.len, static_cast<int64_t>(d.examples[i].ids.size()));
   }
   if (max_len > 0) b.len = std::min(b.len, max_len);
+  const bool ml = d.multi_label();
+  MS_CHECK(!ml || head == HeadKind::SequenceClassification,
+           "dataset '{}' is multi-label: it needs a sequence classification head (one logit per label), not {}",
+           d.name, head_name(head));
+  b.multi_label = ml;
   b.ids.assign(b.batch * b.len, kPad);
   b.mask.assign(b.batch * b.len, 0);
   const bool per_token = head == HeadKind::LM || head == HeadKind::TokenClassification;
@@ -141,9 +245,11 @@ Batch make_batch(const Dataset& d, const std::vector<int64_t>& idx, int64_t max_
     } else if (head == HeadKind::TokenClassification) {
       for (int64_t t = 0; t < n && t < static_cast<int64_t>(e.token_labels.size()); ++t)
         b.labels[r * b.len + t] = e.token_labels[t];
-    } else if (head == HeadKind::SequenceClassification) {
+    } else if (head == HeadKind::SequenceClassification && !ml) {
       b.labels.push_back(e.label);
     } else {
+      MS_CHECK(static_cast<int64_t>(e.targets.size()) == d.num_labels,
+               "dataset '{}': example {} has {} targets, expected {}", d.name, idx[r], e.targets.size(), d.num_labels);
       b.targets.insert(b.targets.end(), e.targets.begin(), e.targets.end());
     }
   }

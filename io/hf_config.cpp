@@ -218,6 +218,11 @@ ModelConfig read_model_config(const std::string& path) {
   cfg.head_dropout = k.number("head_dropout", cfg.head_dropout);
   if (!(cfg.head_dropout >= 0 && cfg.head_dropout < 1))
     k.bad("head_dropout", "must be in [0, 1), got {}", cfg.head_dropout);
+  // Bidirectional blocks (ours; transformers' MambaModel has no such option).
+  m.bidirectional = k.boolean("mambaseq_bidirectional", false);
+  m.bidir_combine = k.string("mambaseq_bidirectional_combine", "add");
+  if (m.bidir_combine != "add" && m.bidir_combine != "ew_multiply")
+    k.bad("mambaseq_bidirectional_combine", "must be \"add\" or \"ew_multiply\", got \"{}\"", m.bidir_combine);
   int64_t pad = k.integer("pad_token_id", 0, 0);
   if (pad >= m.vocab_padded() || pad > INT32_MAX) k.bad("pad_token_id", "({}) is outside the vocabulary ({})", pad, m.vocab_padded());
   cfg.pad_token_id = static_cast<int32_t>(pad);
@@ -264,6 +269,10 @@ std::string config_to_json(const ModelConfig& cfg) {
   j["norm"] = m.norm == NormKind::RMS ? "rms" : "layer";
   if (m.vocab_size != m.vocab_padded()) j["mambaseq_vocab_size"] = m.vocab_size;
   j["mambaseq_head"] = head_name(cfg.head);
+  if (m.bidirectional) {  // written only when set: unidirectional configs stay as before
+    j["mambaseq_bidirectional"] = true;
+    j["mambaseq_bidirectional_combine"] = m.bidir_combine;
+  }
   j["num_labels"] = cfg.num_labels;
   j["head_dropout"] = cfg.head_dropout;
   return j.dump(2) + "\n";

@@ -38,18 +38,32 @@ std::vector<Param*> Backbone::params() {
 int64_t Backbone::activation_bytes() const {
   int64_t b = 0;
   for (auto& t : stream_) b += t.bytes();
-  for (auto& a : acts_)
-    for (const Tensor* t : {&a.xn, &a.mean, &a.rstd, &a.xz, &a.xc, &a.u, &a.dbc, &a.dt, &a.yg}) b += t->bytes();
+  for (auto& a : acts_) {
+    for (const MixerActs* m : {static_cast<const MixerActs*>(&a), static_cast<const MixerActs*>(a.rev.get())})
+      if (m)
+        for (const Tensor* t : {&m->xn, &m->mean, &m->rstd, &m->xz, &m->xc, &m->u, &m->dbc, &m->dt, &m->yg})
+          b += t->bytes();
+    b += a.y_fwd.bytes() + a.y_rev.bytes();
+  }
   return b;
 }
 
-const Tensor& Backbone::forward(const int32_t* ids, int64_t batch, int64_t len, bool training) {
+const Tensor& Backbone::forward(const int32_t* ids, int64_t batch, int64_t len, bool training,
+                                const uint8_t* mask) {
   MS_CHECK(batch > 0 && len > 0, "backbone forward: empty batch ({} x {})", batch, len);
   const int64_t M = batch * len, D = cfg.d_model;
   batch_ = batch;
   len_ = len;
   trained_forward_ = training;
   ids_.assign(ids, ids + M);
+  if (cfg.bidirectional) {  // reversal span of each sequence: up to its last real token
+    lens_.assign(batch, mask ? 0 : len);
+    if (mask)
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t t = 0; t < len; ++t)
+          if (mask[b * len + t]) lens_[b] = t + 1;
+  }
+  const int64_t* lens = cfg.bidirectional ? lens_.data() : nullptr;
   // Inference keeps two stream buffers and one layer's activations; training keeps all.
   const size_t nstream = training ? layers.size() + 1 : 2, nacts = training ? layers.size() : 1;
   if (stream_.size() < nstream) stream_.resize(nstream);
@@ -64,7 +78,7 @@ const Tensor& Backbone::forward(const int32_t* ids, int64_t batch, int64_t len, 
   for (size_t l = 0; l < layers.size(); ++l) {
     const Tensor& in = stream_[training ? l : l % 2];
     Tensor& out = stream_[training ? l + 1 : (l + 1) % 2];
-    layers[l]->forward(in.data(), mix_out_.data(), batch, len, acts_[training ? l : 0]);
+    layers[l]->forward(in.data(), mix_out_.data(), batch, len, acts_[training ? l : 0], lens);
     cpu::add_forward<float>(out.data(), in.data(), mix_out_.data(), M * D);
   }
   const Tensor& last = stream_[training ? layers.size() : layers.size() % 2];
@@ -90,7 +104,8 @@ void Backbone::backward(const float* dhidden) {
                             normf_w.w.data(), nf_mean_.data(), nf_rstd_.data(), M, D);
   // ∂x_l = ∂x_{l+1} + Mixer_lᵀ(∂x_{l+1}): the layer adds its part into the same buffer.
   for (size_t l = layers.size(); l-- > 0;)
-    layers[l]->backward(d_stream_.data(), d_stream_.data(), stream_[l].data(), batch_, len_, acts_[l], scratch_);
+    layers[l]->backward(d_stream_.data(), d_stream_.data(), stream_[l].data(), batch_, len_, acts_[l], scratch_,
+                        cfg.bidirectional ? lens_.data() : nullptr);
   cpu::embedding_backward<float>(embedding.g.data(), d_stream_.data(), ids_.data(), M, embedding.w.dim(0), D);
 }
 

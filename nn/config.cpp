@@ -31,6 +31,8 @@ void MambaConfig::validate() const {
   MS_CHECK(dt_scale > 0, "invalid model config: dt_scale must be positive, got {}", dt_scale);
   MS_CHECK(initializer_range > 0, "invalid model config: initializer_range must be positive, got {}",
            initializer_range);
+  MS_CHECK(bidir_combine == "add" || bidir_combine == "ew_multiply",
+           "invalid model config: bidir_combine must be \"add\" or \"ew_multiply\", got \"{}\"", bidir_combine);
   MS_CHECK(d_model <= (1 << 16) && d_state <= 1024 && d_conv <= 1024 && expand <= 64 && n_layer <= 4096,
            "invalid model config: a size is implausibly large (d_model={} d_state={} d_conv={} expand={} "
            "n_layer={})",
@@ -80,6 +82,8 @@ void ModelConfig::validate() const {
     MS_CHECK(num_labels >= 2, "invalid model config: a classifier needs num_labels >= 2, got {}", num_labels);
   MS_CHECK(head_dropout >= 0 && head_dropout < 1,
            "invalid model config: head_dropout must be in [0, 1), got {}", head_dropout);
+  MS_CHECK(!(mamba.bidirectional && head == HeadKind::LM),
+           "invalid model config: a bidirectional model sees later tokens, so it cannot be a causal LM (head lm)");
   MS_CHECK(pad_token_id >= 0 && pad_token_id < mamba.vocab_padded(),
            "invalid model config: pad_token_id {} is outside the vocabulary", pad_token_id);
 }
@@ -104,12 +108,13 @@ int64_t count_parameters(const ModelConfig& cfg) {
   const int64_t D = c.d_model, Di = c.d_inner(), N = c.d_state, R = c.dt_rank_value(), K = c.d_conv;
   const int64_t V = c.vocab_padded();
   const int64_t norm = c.norm == NormKind::Layer ? 2 * D : D;
-  int64_t layer = norm + 2 * Di * D + (c.use_bias ? 2 * Di : 0)  // in_proj
-                  + Di * K + (c.use_conv_bias ? Di : 0)          // conv1d
-                  + (R + 2 * N) * Di                              // x_proj
-                  + Di * R + Di                                   // dt_proj
-                  + Di * N + Di                                   // A_log, D
-                  + D * Di + (c.use_bias ? D : 0);                // out_proj
+  const int64_t mixer = 2 * Di * D + (c.use_bias ? 2 * Di : 0)  // in_proj
+                        + Di * K + (c.use_conv_bias ? Di : 0)   // conv1d
+                        + (R + 2 * N) * Di                       // x_proj
+                        + Di * R + Di                            // dt_proj
+                        + Di * N + Di                            // A_log, D
+                        + D * Di + (c.use_bias ? D : 0);         // out_proj
+  const int64_t layer = norm + mixer * (c.bidirectional ? 2 : 1);
   int64_t total = V * D + c.n_layer * layer + norm;
   switch (cfg.head) {
     case HeadKind::LM: total += c.tie_embeddings ? 0 : V * D; break;

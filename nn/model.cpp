@@ -59,7 +59,7 @@ const Tensor& Model::forward(const Batch& b, bool training, uint64_t dropout_see
     mask_.resize(M);
     for (int64_t i = 0; i < M; ++i) mask_[i] = b.ids[i] != cfg.pad_token_id;
   }
-  const Tensor& h = backbone.forward(b.ids.data(), b.batch, b.len, training);
+  const Tensor& h = backbone.forward(b.ids.data(), b.batch, b.len, training, mask_.data());
   const double p = training ? cfg.head_dropout : 0.0;
   Rng rng = Rng::derive(dropout_seed, 0x68656164);
   switch (cfg.head) {

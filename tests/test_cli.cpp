@@ -61,7 +61,7 @@ TEST(Cli, BadInputsGiveOneClearErrorLine) {
        "'train.weight_decay' must be >= 0, got -1"},
       {"train --config " + write_tmp("key.yaml", std::string(kTiny) + "  lrr: 0.1\n"), "unknown key 'train.lrr'"},
       {"train --config " + write_tmp("dm.yaml", "model:\n  d_model: -3\n"), "d_model must be a positive integer, got -3"},
-      {"train --config " + write_tmp("task.yaml", "data:\n  task: nope\n"), "unknown synthetic task 'nope'"},
+      {"train --config " + write_tmp("task.yaml", "data:\n  task: nope\n"), "'data.task' 'nope' is not a synthetic task"},
       {"train --config " + write_tmp("yaml.yaml", "data: [unclosed\n"), "not valid YAML"},
       {"train --config " + write_tmp("epochs.yaml", "train:\n  epochs: many\n"), "'train.epochs' has a bad value 'many'"},
       {"train --config " + write_tmp("ok.yaml", kTiny) + " --resume " + missing, "does not exist"},

@@ -433,3 +433,185 @@ TEST(Step, ConvAndScanStepsReproduceTheFullSequence) {
       for (int64_t c = 0; c < C; ++c) EXPECT_NEAR(out[b * C + c], ref[(b * L + t) * C + c], 1e-12);
   }
 }
+
+// ---- B/C groups, conv states and SiLU (the features the CUDA kernels are checked on) ---
+
+namespace {
+
+// B/C in a wider row: [pad | B (ng·N) | C (ng·N) | pad]; channel c uses group c/(C/ng).
+struct GroupScan {
+  int64_t Bt, L, C, N, ng, E;
+  Vec u, delta, A, BC, D, z, bias, h0;
+  GroupScan(int64_t Bt_, int64_t L_, int64_t C_, int64_t N_, int64_t ng_, Rng& rng)
+      : Bt(Bt_), L(L_), C(C_), N(N_), ng(ng_), E(2 * ng_ * N_ + 2) {
+    u = randn(Bt * L * C, rng);
+    delta = randn(Bt * L * C, rng, 0.5);
+    A = randu(C * N, rng, -2.0, -0.1);
+    BC = randn(Bt * L * E, rng);
+    D = randn(C, rng);
+    z = randn(Bt * L * C, rng);
+    bias = randn(C, rng, 0.3);
+    h0 = randn(Bt * C * N, rng);
+  }
+  k::ScanParams<double> params() const {
+    k::ScanParams<double> p;
+    p.batch = Bt; p.len = L; p.dim = C; p.dstate = N; p.ngroups = ng;
+    p.u = u.data(); p.u_ld = C; p.delta = delta.data(); p.delta_ld = C; p.A = A.data();
+    p.B = BC.data() + 1; p.C = BC.data() + 1 + ng * N; p.bc_ld = E;
+    p.D = D.data(); p.z = z.data(); p.z_ld = C; p.delta_bias = bias.data();
+    p.delta_softplus = true; p.h0 = h0.data();
+    return p;
+  }
+  // The recurrence written out, with the group column chosen per channel.
+  Vec naive() const {
+    Vec out(Bt * L * C);
+    for (int64_t b = 0; b < Bt; ++b)
+      for (int64_t ch = 0; ch < C; ++ch) {
+        const int64_t g = ch / (C / ng);
+        Vec h(h0.begin() + (b * C + ch) * N, h0.begin() + (b * C + ch + 1) * N);
+        for (int64_t t = 0; t < L; ++t) {
+          const int64_t r = b * L + t;
+          double dt = delta[r * C + ch] + bias[ch];
+          dt = dt > 20 ? dt : std::log1p(std::exp(dt));
+          double y = 0;
+          for (int64_t n = 0; n < N; ++n) {
+            h[n] = std::exp(dt * A[ch * N + n]) * h[n] + dt * BC[r * E + 1 + g * N + n] * u[r * C + ch];
+            y += h[n] * BC[r * E + 1 + ng * N + g * N + n];
+          }
+          y += D[ch] * u[r * C + ch];
+          out[r * C + ch] = y * z[r * C + ch] / (1 + std::exp(-z[r * C + ch]));
+        }
+      }
+    return out;
+  }
+};
+
+}  // namespace
+
+class ScanGroupsTest : public ::testing::TestWithParam<int> {};
+TEST_P(ScanGroupsTest, ForwardMatchesNaiveAndBackwardMatchesFiniteDifferences) {
+  const int threads = GetParam();  // 1: one task per sequence; 4: channel tasks share dB/dC
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  Rng rng(300 + threads);
+  GroupScan d(1, 6, 8, 3, 2, rng);
+  Vec out(d.Bt * d.L * d.C, NAN);
+  k::selective_scan_forward(d.params(), out.data(), nullptr);
+  EXPECT_LT(rel_l2(out, d.naive()), 1e-13);
+
+  Vec Wl = randn(out.size(), rng);
+  Vec du(d.u.size(), 0.0), ddelta(d.delta.size(), 0.0), dA(d.A.size(), 0.0), dBC(d.BC.size(), 0.0),
+      dD(d.D.size(), 0.0), dz(d.z.size(), 0.0), dbias(d.bias.size(), 0.0), dh0(d.h0.size(), 0.0);
+  k::ScanGrads<double> g;
+  g.du = du.data(); g.du_ld = d.C; g.ddelta = ddelta.data(); g.ddelta_ld = d.C; g.dA = dA.data();
+  g.dB = dBC.data() + 1; g.dC = dBC.data() + 1 + d.ng * d.N; g.dbc_ld = d.E;
+  g.dD = dD.data(); g.dz = dz.data(); g.dz_ld = d.C; g.ddelta_bias = dbias.data(); g.dh0 = dh0.data();
+  k::selective_scan_backward(d.params(), Wl.data(), g, 4);
+  auto loss = [&] {
+    Vec o(d.Bt * d.L * d.C);
+    k::selective_scan_forward(d.params(), o.data(), nullptr);
+    return dot(o, Wl);
+  };
+  expect_gradients(loss, {{"u", &d.u, &du}, {"delta", &d.delta, &ddelta}, {"A", &d.A, &dA},
+                          {"D", &d.D, &dD}, {"z", &d.z, &dz}, {"delta_bias", &d.bias, &dbias},
+                          {"h0", &d.h0, &dh0}}, 1e-6);
+  // Every column of the row, the padding ones included (their gradient must stay 0).
+  expect_gradients(loss, {{"B|C rows", &d.BC, &dBC}}, 1e-6);
+  omp_set_num_threads(saved);
+}
+INSTANTIATE_TEST_SUITE_P(Threads, ScanGroupsTest, ::testing::Values(1, 4));
+
+TEST(ScanGroups, BadGroupCountIsAnError) {
+  Rng rng(310);
+  GroupScan d(1, 3, 6, 2, 1, rng);
+  auto p = d.params();
+  p.ngroups = 4;  // does not divide dim = 6
+  Vec out(d.Bt * d.L * d.C);
+  EXPECT_THROW(k::selective_scan_forward(p, out.data(), nullptr), Error);
+}
+
+TEST(Step, ScanStepWithGroupsReproducesTheSequence) {
+  Rng rng(311);
+  GroupScan d(2, 5, 6, 3, 3, rng);
+  const Vec ref = d.naive();
+  Vec h(d.h0), out(d.Bt * d.C);
+  for (int64_t t = 0; t < d.L; ++t) {
+    Vec u(d.Bt * d.C), dl(d.Bt * d.C), z(d.Bt * d.C), bc(d.Bt * d.E);
+    for (int64_t b = 0; b < d.Bt; ++b) {
+      for (int64_t c = 0; c < d.C; ++c) {
+        u[b * d.C + c] = d.u[(b * d.L + t) * d.C + c];
+        dl[b * d.C + c] = d.delta[(b * d.L + t) * d.C + c];
+        z[b * d.C + c] = d.z[(b * d.L + t) * d.C + c];
+      }
+      for (int64_t j = 0; j < d.E; ++j) bc[b * d.E + j] = d.BC[(b * d.L + t) * d.E + j];
+    }
+    auto p = d.params();
+    p.len = 1; p.u = u.data(); p.delta = dl.data(); p.z = z.data();
+    p.B = bc.data() + 1; p.C = bc.data() + 1 + d.ng * d.N;
+    k::selective_scan_step(p, h.data(), out.data());
+    for (int64_t b = 0; b < d.Bt; ++b)
+      for (int64_t c = 0; c < d.C; ++c)
+        EXPECT_NEAR(out[b * d.C + c], ref[(b * d.L + t) * d.C + c], 1e-12);
+  }
+}
+
+class ConvStateGrad : public ::testing::TestWithParam<int> {};
+TEST_P(ConvStateGrad, InitStateSiluAndFinalState) {
+  Rng rng(320 + GetParam());
+  const int64_t B = 2, L = 5, C = 3, K = GetParam(), ldx = 4;
+  Vec x = randn(B * L * ldx, rng), w = randn(C * K, rng), bias = randn(C, rng),
+      init = randn(B * C * (K - 1), rng), Wl = randn(B * L * C, rng);
+  auto params = [&] {
+    k::Conv1dParams<double> p;
+    p.batch = B; p.len = L; p.C = C; p.K = K; p.x = x.data(); p.ldx = ldx;
+    p.w = w.data(); p.bias = bias.data(); p.init_state = K > 1 ? init.data() : nullptr; p.silu = true;
+    return p;
+  };
+  auto fwd = [&] {
+    Vec out(B * L * C);
+    k::conv1d_forward(params(), out.data(), nullptr);
+    return dot(out, Wl);
+  };
+  Vec dx(B * L * ldx, 0.0), dw(C * K, 0.0), db(C, 0.0), dinit(init.size(), 0.0);
+  k::conv1d_backward(params(), Wl.data(), dx.data(), ldx, dw.data(), db.data(), dinit.data());
+  std::vector<GradInput> in{{"w", &w, &dw}, {"bias", &bias, &db}};
+  if (K > 1) in.push_back({"init_state", &init, &dinit});
+  expect_gradients(fwd, in);
+  Vec xc(B * L * C), dxc(B * L * C);
+  for (int64_t r = 0; r < B * L; ++r)
+    for (int64_t c = 0; c < C; ++c) xc[r * C + c] = x[r * ldx + c], dxc[r * C + c] = dx[r * ldx + c];
+  auto fwd_x = [&] {
+    for (int64_t r = 0; r < B * L; ++r)
+      for (int64_t c = 0; c < C; ++c) x[r * ldx + c] = xc[r * C + c];
+    return fwd();
+  };
+  expect_gradients(fwd_x, {{"x", &xc, &dxc}});
+
+  // Chunked prefill: conv(x[0:2]) then conv(x[2:L]) from its final state == conv(x).
+  // L1 = 2 < K−1 for K = 4: the final state then reaches into the initial state.
+  const int64_t L1 = 2;
+  Vec full(B * L * C), part1(B * L1 * C), part2(B * (L - L1) * C), fin(B * C * (K - 1));
+  auto p = params();
+  k::conv1d_forward(p, full.data(), nullptr);
+  Vec x1(B * L1 * ldx), x2(B * (L - L1) * ldx);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t c = 0; c < ldx; ++c)
+        (t < L1 ? x1[(b * L1 + t) * ldx + c] : x2[(b * (L - L1) + t - L1) * ldx + c]) = x[(b * L + t) * ldx + c];
+  auto p1 = p; p1.len = L1; p1.x = x1.data();
+  k::conv1d_forward(p1, part1.data(), fin.data());
+  auto p2 = p; p2.len = L - L1; p2.x = x2.data(); p2.init_state = K > 1 ? fin.data() : nullptr;
+  k::conv1d_forward(p2, part2.data(), nullptr);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < L; ++t)
+      for (int64_t c = 0; c < C; ++c)
+        EXPECT_NEAR(full[(b * L + t) * C + c],
+                    t < L1 ? part1[(b * L1 + t) * C + c] : part2[(b * (L - L1) + t - L1) * C + c], 1e-14);
+  // Without state and SiLU the new entry point equals the original one.
+  auto p0 = p; p0.init_state = nullptr; p0.silu = false;
+  Vec o0(B * L * C), o1(B * L * C);
+  k::conv1d_forward(p0, o0.data(), nullptr);
+  k::conv1d_forward(o1.data(), x.data(), ldx, w.data(), bias.data(), B, L, C, K);
+  EXPECT_LT(rel_l2(o0, o1), 1e-15);
+}
+INSTANTIATE_TEST_SUITE_P(K, ConvStateGrad, ::testing::Values(1, 2, 4, 6));

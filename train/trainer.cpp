@@ -29,12 +29,12 @@ void append_jsonl(const std::string& out_dir, const json& j) {
 
 EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len) {
   MS_CHECK(data.size() > 0, "evaluate: dataset '{}' is empty", data.name);
+  MS_CHECK(batch_size > 0, "evaluate: batch size must be positive, got {}", batch_size);
   EvalResult r;
   const HeadKind head = model.head();
-  MS_CHECK(head == HeadKind::SequenceClassification || head == HeadKind::Regression,
-           "evaluate: only sequence-level heads are evaluated here (head is {})", head_name(head));
+  MS_CHECK(head != HeadKind::LM, "evaluate: language models are scored with `mambaseq score`, not evaluated here");
   std::vector<int32_t> y, yhat;
-  std::vector<float> pred, target;
+  std::vector<float> pred, target, binary_probs;
   double loss_sum = 0;
   int64_t K = 0;
   for (int64_t s = 0; s < data.size(); s += batch_size) {
@@ -44,17 +44,28 @@ EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int
     const Tensor& out = model.forward(b, false);
     K = out.dim(1);
     loss_sum += model.loss(b) * b.batch;
-    for (int64_t i = 0; i < b.batch; ++i) {
-      const float* o = out.data() + i * K;
+    for (int64_t row = 0; row < out.dim(0); ++row) {
+      const float* o = out.data() + row * K;
       if (head == HeadKind::Regression) {
-        for (int64_t k = 0; k < K; ++k) pred.push_back(o[k]), target.push_back(b.targets[i * K + k]);
+        for (int64_t k = 0; k < K; ++k) pred.push_back(o[k]), target.push_back(b.targets[row * K + k]);
         continue;
       }
+      if (b.multi_label) {  // one sigmoid per label
+        for (int64_t k = 0; k < K; ++k) {
+          const float p = float(1.0 / (1.0 + std::exp(-double(o[k]))));
+          r.probs.push_back(p);
+          binary_probs.push_back(1 - p), binary_probs.push_back(p);
+          y.push_back(b.targets[row * K + k] > 0.5f);
+          yhat.push_back(p > 0.5f);
+        }
+        continue;
+      }
+      if (b.labels[row] == kIgnoreIndex) continue;  // unlabelled token
       const float mx = *std::max_element(o, o + K);
       double z = 0;
       for (int64_t k = 0; k < K; ++k) z += std::exp(double(o[k]) - mx);
       for (int64_t k = 0; k < K; ++k) r.probs.push_back(float(std::exp(double(o[k]) - mx) / z));
-      y.push_back(b.labels[i]);
+      y.push_back(b.labels[row]);
       yhat.push_back(static_cast<int32_t>(std::max_element(o, o + K) - o));
     }
   }
@@ -62,21 +73,36 @@ EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int
   if (head == HeadKind::Regression) {
     r.reg = regression_metrics(pred, target);
     r.probs = pred;
+  } else if (data.multi_label()) {
+    r.cls = classification_metrics(y, yhat, binary_probs, 2);
   } else {
     r.cls = classification_metrics(y, yhat, r.probs, K);
   }
   return r;
 }
 
-Trainer::Trainer(Network& model, const Dataset& train, TrainOptions o, const Dataset* val)
+namespace {
+BatchingOptions plain_batching(const TrainOptions& o) {
+  BatchingOptions b;
+  b.batch_size = o.batch_size;
+  b.max_len = o.max_len;
+  b.seed = o.seed;
+  return b;
+}
+}  // namespace
+
+Trainer::Trainer(Network& model, const Dataset& train, TrainOptions o, const Dataset* val,
+                 const BatchingOptions* batching)
     : model_(model), train_(train), val_(val), o_(std::move(o)), opt_(model.params(), o_.adamw),
-      params_(model.params()) {
+      params_(model.params()), sampler_(train, batching ? *batching : plain_batching(o_)) {
+  MS_CHECK(sampler_.options().batch_size == o_.batch_size && sampler_.options().seed == o_.seed,
+           "training: the batching options disagree with batch_size/seed of the run");
   MS_CHECK(o_.batch_size > 0, "training: batch_size must be positive, got {}", o_.batch_size);
   MS_CHECK(o_.epochs > 0 || o_.max_steps > 0, "training: epochs must be positive, got {}", o_.epochs);
   MS_CHECK(o_.warmup_frac >= 0 && o_.warmup_frac < 1, "training: warmup must be in [0, 1), got {}", o_.warmup_frac);
   MS_CHECK(o_.grad_clip >= 0, "training: grad_clip must be >= 0, got {}", o_.grad_clip);
   MS_CHECK(train.size() > 0, "training: the training set '{}' is empty", train.name);
-  spe_ = (train.size() + o_.batch_size - 1) / o_.batch_size;
+  spe_ = sampler_.steps_per_epoch();
   total_ = o_.max_steps > 0 ? o_.max_steps : o_.epochs * spe_;
   warmup_ = static_cast<int64_t>(o_.warmup_frac * total_);
   if (!o_.out_dir.empty()) {
@@ -86,22 +112,9 @@ Trainer::Trainer(Network& model, const Dataset& train, TrainOptions o, const Dat
   }
 }
 
-std::vector<int64_t> Trainer::batch_indices(int64_t step) {
-  const int64_t epoch = step / spe_, j = step % spe_;
-  if (perm_epoch_ != epoch) {
-    perm_.resize(train_.size());
-    for (int64_t i = 0; i < train_.size(); ++i) perm_[i] = i;
-    Rng rng = Rng::derive(o_.seed, 1000003 + epoch);
-    for (int64_t i = train_.size() - 1; i > 0; --i) std::swap(perm_[i], perm_[rng.below(i + 1)]);
-    perm_epoch_ = epoch;
-  }
-  const int64_t a = j * o_.batch_size, b = std::min(train_.size(), a + o_.batch_size);
-  return {perm_.begin() + a, perm_.begin() + b};
-}
-
 void Trainer::train_step() {
   const auto t0 = std::chrono::steady_clock::now();
-  Batch b = make_batch(train_, batch_indices(step_), o_.max_len, model_.head());
+  Batch b = sampler_.batch(step_, model_.head());
   model_.zero_grad();
   model_.forward(b, true, Rng::derive(o_.seed, step_).next_u64());
   const double loss = model_.loss(b);

@@ -24,6 +24,12 @@ struct MambaConfig {
   bool use_bias = false;         // bias on in_proj and out_proj
   bool use_conv_bias = true;
   bool tie_embeddings = true;
+  // Bidirectional blocks (Caduceus' BiMamba, for non-causal tasks such as genomic
+  // classification): a second mixer with its own parameters (mixer_rev.*) runs over each
+  // sequence reversed within its real length; its output, reversed back, is combined with
+  // the forward mixer's: "add" (Caduceus' default) or "ew_multiply". Not an LM option.
+  bool bidirectional = false;
+  std::string bidir_combine = "add";
   // Initialisation (reference defaults)
   double dt_min = 1e-3, dt_max = 0.1, dt_init_floor = 1e-4, dt_scale = 1.0;
   bool dt_init_random = true;  // false: "constant" dt_proj.weight = dt_rank^-0.5·dt_scale

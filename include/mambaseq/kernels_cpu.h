@@ -59,6 +59,31 @@ template <typename T>
 void conv1d_backward(T* dx, int64_t lddx, T* dw, T* dbias, const T* dout, const T* x, int64_t ldx,
                      const T* w, int64_t batch, int64_t len, int64_t C, int64_t K);
 
+// The same conv for chunked prefill and the fused mixer: an optional initial state
+// (the K−1 inputs before t = 0, oldest first; zeros when null), an optional final state
+// out (the last K−1 inputs, reaching into the initial state when len < K−1), and an
+// optional SiLU on the output:  out = act(pre),  pre = bias + Σ_k w[c,k]·x̃[b, t−(K−1)+k, c]
+// with x̃ = init_state ‖ x.
+template <typename T>
+struct Conv1dParams {
+  int64_t batch = 0, len = 0, C = 0, K = 0;
+  const T* x = nullptr;  // [batch, len, C], row stride ldx
+  int64_t ldx = 0;
+  const T* w = nullptr;           // [C, K]
+  const T* bias = nullptr;        // [C] or null
+  const T* init_state = nullptr;  // [batch, C, K−1] or null
+  bool silu = false;
+};
+// out: [batch, len, C] contiguous; final_state: [batch, C, K−1] or null.
+template <typename T>
+void conv1d_forward(const Conv1dParams<T>& p, std::type_identity_t<T>* out,
+                    std::type_identity_t<T>* final_state);
+// Accumulates dx (stride lddx), dw, dbias and dinit_state ([batch, C, K−1]); any may be null.
+template <typename T>
+void conv1d_backward(const Conv1dParams<T>& p, const std::type_identity_t<T>* dout,
+                     std::type_identity_t<T>* dx, int64_t lddx, std::type_identity_t<T>* dw,
+                     std::type_identity_t<T>* dbias, std::type_identity_t<T>* dinit_state);
+
 // ---- Elementwise -------------------------------------------------------------------
 // silu(x) = x·σ(x); softplus(x) = log(1+eˣ) (= x above 20, as PyTorch).
 // Strided versions work on [M, C] views with row strides.
@@ -121,6 +146,8 @@ void mse_backward(T* dpred, const T* pred, const T* target, int64_t n, double sc
 //   out = y · silu(z[b,t,c])                           (gate optional)
 // B and C are per token, shared by all channels, read with row stride bc_ld
 // (they sit inside x_proj's output). O(len) time; no [batch,len,C,N] tensor.
+// Groups: with ngroups > 1, channel c uses group g = c / (dim/ngroups), whose B and C
+// are columns g·N .. g·N+N−1 of the row (so a row holds ngroups·N values of each).
 template <typename T>
 struct ScanParams {
   int64_t batch = 0, len = 0, dim = 0, dstate = 0;
@@ -135,6 +162,7 @@ struct ScanParams {
   bool delta_softplus = false;
   int64_t u_ld = 0, delta_ld = 0, bc_ld = 0, z_ld = 0;
   const T* h0 = nullptr;  // [batch, dim, dstate] initial state or null (zeros)
+  int64_t ngroups = 1;    // B/C groups; must divide dim
 };
 
 // out: [batch, len, dim] contiguous; h_final: [batch, dim, dstate] or null.
@@ -147,7 +175,7 @@ struct ScanGrads {
   T* du = nullptr;           // stride du_ld
   T* ddelta = nullptr;       // stride ddelta_ld (gradient w.r.t. delta before bias/softplus)
   T* dA = nullptr;           // [dim, dstate]
-  T* dB = nullptr;           // stride dbc_ld
+  T* dB = nullptr;           // stride dbc_ld (ngroups·dstate columns)
   T* dC = nullptr;           // stride dbc_ld
   T* dD = nullptr;           // [dim] (needed when D given)
   T* dz = nullptr;           // stride dz_ld (needed when z given)

@@ -28,26 +28,38 @@ struct MixerActs {
   Tensor dbc;   // [M, R+2N]   x_proj output: dt_low | B | C
   Tensor dt;    // [M, Di]     dt_proj output without bias (bias + softplus happen in the scan)
   Tensor yg;    // [M, Di]     gated scan output (out_proj's input)
+  // Bidirectional only: the reversed mixer's activations (its xn is this xn reversed
+  // within each sequence), and the outputs the combination needs for its backward:
+  // add keeps y_rev (reversed order, a temporary); ew_multiply keeps y_fwd and y_rev
+  // (sequence order).
+  std::unique_ptr<MixerActs> rev;
+  Tensor y_fwd, y_rev;  // [M, D]
   void resize(int64_t M, const MambaConfig& c);
 };
 
 // Gradient scratch shared by all layers during backward.
 struct MixerGradScratch {
   Tensor d_xn, d_xz, d_xc, d_u, d_dbc, d_dt, d_yg, d_A;
+  Tensor d_fwd, d_rev, d_xn_rev;  // bidirectional: [M, D] each
   void resize(int64_t M, const MambaConfig& c);
 };
 
 // Norm + mixer of one block:  x_{l+1} = x_l + Mixer(Norm(x_l)).
+// Bidirectional (Caduceus' BiMamba, untied): x_{l+1} = x_l + Mixer(n) ∘ R(Mixer_rev(R(n))),
+// n = Norm(x_l), R = reversal within each sequence's real length (padding stays at the
+// end, so no real position ever sees padding), ∘ = + (add) or ⊙ (ew_multiply).
 class MambaLayer {
  public:
   MambaLayer(const MambaConfig& c, int index);
   // x: [M, D] block input; out: [M, D] mixer output (without the residual).
-  void forward(const float* x, float* out, int64_t batch, int64_t len, MixerActs& a);
+  // lens: [batch] real lengths for the reversal (null: len); used when bidirectional.
+  void forward(const float* x, float* out, int64_t batch, int64_t len, MixerActs& a,
+               const int64_t* lens = nullptr);
   // dout: ∂loss/∂(mixer output); accumulates ∂loss/∂x into dx and parameter grads.
   void backward(const float* dout, float* dx, const float* x, int64_t batch, int64_t len,
-                const MixerActs& a, MixerGradScratch& s);
+                const MixerActs& a, MixerGradScratch& s, const int64_t* lens = nullptr);
   void init(Rng& rng);
-  std::vector<Param*> params();
+  std::vector<Param*> params();  // norm, mixer, then mixer_rev's parameters
 
   const MambaConfig cfg;
   // Parameters, Hugging Face names under backbone.layers.{i}.
@@ -64,10 +76,19 @@ class MambaLayer {
   Param Dp;                       // [Di]
   Param out_w;                    // [D, Di]
   std::unique_ptr<Param> out_b;   // use_bias
+  // Bidirectional: the reversed-direction mixer, parameters under
+  // backbone.layers.{i}.mixer_rev.* (its own norm_w is unused: the block has one norm).
+  std::unique_ptr<MambaLayer> rev;
 
  private:
+  MambaLayer(const MambaConfig& c, int index, bool is_rev);
+  const bool is_rev_ = false;
   Tensor A_;  // −exp(A_log), recomputed each forward
   void norm_forward(const float* x, int64_t M, MixerActs& a);
+  // The mixer alone: reads a.xn, writes out [M, D].
+  void mixer_forward(float* out, int64_t batch, int64_t len, MixerActs& a);
+  // Leaves ∂loss/∂xn in s.d_xn (overwritten); accumulates the mixer's parameter grads.
+  void mixer_backward(const float* dout, int64_t batch, int64_t len, const MixerActs& a, MixerGradScratch& s);
 };
 
 // Embedding → n_layer blocks → final norm.
@@ -76,7 +97,10 @@ class Backbone {
   explicit Backbone(const MambaConfig& c);
   // ids: [batch, len]. Returns the final normalised hidden states [M, D].
   // training=false keeps one layer's activations only (inference memory).
-  const Tensor& forward(const int32_t* ids, int64_t batch, int64_t len, bool training);
+  // mask: [batch, len] 1 = real token, or null (all real); a bidirectional backbone
+  // reverses each sequence within [0, last real token], so padding must be at the end.
+  const Tensor& forward(const int32_t* ids, int64_t batch, int64_t len, bool training,
+                        const uint8_t* mask = nullptr);
   // dhidden: ∂loss/∂(final hidden) [M, D]; accumulates parameter gradients.
   void backward(const float* dhidden);
   const Tensor& hidden() const { return hidden_; }  // output of the last forward
@@ -94,6 +118,7 @@ class Backbone {
   int64_t batch_ = 0, len_ = 0;
   bool trained_forward_ = false;
   std::vector<int32_t> ids_;
+  std::vector<int64_t> lens_;  // bidirectional: real length of each sequence
   std::vector<Tensor> stream_;  // residual stream: input of each layer, then of norm_f
   std::vector<MixerActs> acts_;
   MixerGradScratch scratch_;

@@ -17,7 +17,8 @@ struct Batch {
   std::vector<int32_t> ids;      // [batch, len]
   std::vector<uint8_t> mask;     // [batch, len], 1 = real token (empty: ids != pad)
   std::vector<int32_t> labels;   // LM/token: [batch, len] (−100 = ignore); class: [batch]
-  std::vector<float> targets;    // regression: [batch, num_labels]
+  std::vector<float> targets;    // regression: [batch, num_labels]; multi-label: 0/1 the same
+  bool multi_label = false;      // classification head, one sigmoid per label: BCE with logits
 };
 
 constexpr int32_t kIgnoreIndex = -100;
@@ -38,7 +39,8 @@ class Network {
   // True when lm_head.weight is the embedding (a stored copy may be skipped on load).
   virtual bool tied_lm_head() const { return false; }
 
-  // Mean loss of the last forward: cross-entropy (−100 ignored) or MSE for regression.
+  // Mean loss of the last forward: cross-entropy (−100 ignored), MSE for regression, or
+  // BCE with logits averaged over batch × labels when b.multi_label.
   double loss(const Batch& b);
   // Backward of loss(): requires forward(training = true) first.
   void backward(const Batch& b);

@@ -4,17 +4,58 @@
 #pragma once
 #include <string>
 
+#include <utility>
+#include <vector>
+
+#include "mambaseq/batching.h"
 #include "mambaseq/config.h"
+#include "mambaseq/loaders.h"
 #include "mambaseq/trainer.h"
 
 namespace mambaseq {
 
+// The `data:` section. Sources and their keys (any other key is an error):
+//   synthetic   task (synthetic_task_names()), train_size, test_size, length
+//   csv | tsv   train, test (optional: else test_fraction of train is held out),
+//               sequence_column, label_column, name_column, label_columns (multi-label,
+//               0/1 each), label_separator (multi-label in one column), target_columns
+//               (regression); delimiter by source (csv ',', tsv tab)
+//   fasta       train, test with `label_tag=` in headers, or files / test_files:
+//               {label: path} maps, one label per file
+//   fasta_pair  positive, negative (promoter-style), positive_label, negative_label;
+//               test_fraction (default 0.2) is held out
+//   nt_dir      dir, task: DIR/<task>/{train,test}.csv (Nucleotide Transformer layout)
+// Common: target (classification | multi_label | regression), labels (fixed names and
+// order), tokenizer (nucleotide | codon | kmer), k, kmer_stride, frame, max_len,
+// crop (truncate | random), rc_augment, bucket, val_fraction, test_fraction, kfold,
+// fold, seed (splits), skip_bad.
 struct DataSpec {
-  std::string source = "synthetic";  // built-in synthetic tasks
-  std::string task = "motif";
-  int64_t train_size = 2000, test_size = 400, length = 100;
-  double val_fraction = 0.1;
+  std::string source = "synthetic";
+  std::string task;  // synthetic task (default motif) or NT task; else a display name
+                     // (default: the training file's name without extensions)
+  int64_t train_size = 2000, test_size = 400, length = 100;  // synthetic
+  std::string train, test;                                    // csv, tsv, fasta
+  std::vector<std::pair<std::string, std::string>> files, test_files;  // fasta: {label, path}
+  std::string positive, negative;                             // fasta_pair
+  std::string positive_label = "positive", negative_label = "negative";
+  std::string dir;                                            // nt_dir
+  std::string target = "classification";
+  std::string sequence_column = "sequence", label_column = "label", name_column;
+  std::vector<std::string> label_columns, target_columns, labels;
+  std::string label_separator, label_tag = "label";
+  std::string tokenizer = "nucleotide";
+  int64_t k = 3, kmer_stride = 1, frame = 0;
+  int64_t max_len = 0;              // copied to train.max_len (crop length and evaluation cap)
+  std::string crop = "truncate";    // truncate | random (training batches)
+  bool rc_augment = false;          // reverse-complement half the training sequences
+  bool bucket = false;              // length-bucketed batches
+  double val_fraction = 0.1;        // of all examples (0: no validation set)
+  double test_fraction = -1;        // −1: 0.2 where no test file exists, else 0
+  int64_t kfold = 0, fold = 0;      // kfold ≥ 2: validation = fold `fold` (val_fraction unused)
   uint64_t seed = 1;
+  bool skip_bad = false;            // skip (and count) bad records instead of failing
+
+  LoadOptions load_options() const;  // reader / tokenizer options for the file sources
 };
 
 struct RunConfig {
@@ -23,11 +64,27 @@ struct RunConfig {
   ModelConfig model;
   TrainOptions train;
   std::string output = "runs/default";
+  bool model_vocab_set = false;  // model.vocab_size given in the file (else taken from the data)
 };
 
 RunConfig load_run_config(const std::string& yaml_path);
 
-// Builds the train / validation / test sets the spec describes.
-void load_datasets(const DataSpec& spec, Dataset* train, Dataset* val, Dataset* test);
+// Builds the train / validation / test sets the spec describes. What loading changed or
+// skipped (IUPAC codes read as N, bad records under skip_bad, …) and how the data was
+// split go to *log, one line each; with no log they are printed to stderr ("data: …").
+void load_datasets(const DataSpec& spec, Dataset* train, Dataset* val, Dataset* test,
+                   std::vector<std::string>* log = nullptr);
+
+// Fits the model config to the training data: head (classification / multi-label →
+// sequence classification, regression, token), num_labels, and vocab_size (unless the
+// file set model.vocab_size; then it must cover the data's ids).
+void fit_model_to_data(RunConfig& rc, const Dataset& train);
+
+// load_datasets + fit_model_to_data: what `mambaseq train` needs.
+void load_run_data(RunConfig& rc, Dataset* train, Dataset* val, Dataset* test, std::vector<std::string>* log = nullptr);
+
+// Batching for training: data.max_len / crop / rc_augment / bucket with train.batch_size
+// and train.seed.
+BatchingOptions batching_options(const RunConfig& rc);
 
 }  // namespace mambaseq

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "mambaseq/batching.h"
 #include "mambaseq/data.h"
 #include "mambaseq/metrics.h"
 #include "mambaseq/model.h"
@@ -49,11 +50,19 @@ struct EvalResult {
   std::vector<float> probs; // [n, num_labels] (classification) or predictions (regression)
 };
 
+// Metrics on a dataset, in inference mode. Sequence classification: per sequence.
+// Multi-label: every (sequence, label) pair is one binary decision (micro-averaged).
+// Token classification: every labelled token is one decision. Regression: MSE,
+// Pearson, Spearman over all targets.
+
 EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len);
 
 class Trainer {
  public:
-  Trainer(Network& model, const Dataset& train, TrainOptions opts, const Dataset* val = nullptr);
+  // batching: cropping, reverse-complement augmentation and length bucketing of the
+  // training batches (null: plain truncation to opts.max_len, seeded shuffling).
+  Trainer(Network& model, const Dataset& train, TrainOptions opts, const Dataset* val = nullptr,
+          const BatchingOptions* batching = nullptr);
   // Trains until the total step count (or early stopping); returns the step records.
   const std::vector<StepRecord>& run();
   // Runs at most n more steps (tests, interruption).
@@ -72,7 +81,6 @@ class Trainer {
  private:
   void train_step();
   void end_of_epoch(int64_t epoch);
-  std::vector<int64_t> batch_indices(int64_t step);
 
   Network& model_;
   const Dataset& train_;
@@ -85,8 +93,7 @@ class Trainer {
   double best_ = NAN;
   bool stop_ = false;
   std::vector<StepRecord> history_;
-  std::vector<int64_t> perm_;
-  int64_t perm_epoch_ = -1;
+  BatchSampler sampler_;
 };
 
 }  // namespace mambaseq

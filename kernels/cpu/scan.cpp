@@ -33,11 +33,19 @@ void check_params(const ScanParams<T>& p) {
            "selective_scan: bad shape batch={} len={} dim={} dstate={}", p.batch, p.len, p.dim,
            p.dstate);
   MS_CHECK(p.u && p.delta && p.A && p.B && p.C, "selective_scan: u, delta, A, B and C are required");
-  MS_CHECK(p.u_ld >= p.dim && p.delta_ld >= p.dim && p.bc_ld >= p.dstate &&
+  MS_CHECK(p.ngroups >= 1 && p.dim % p.ngroups == 0,
+           "selective_scan: ngroups={} must divide dim={}", p.ngroups, p.dim);
+  MS_CHECK(p.u_ld >= p.dim && p.delta_ld >= p.dim && p.bc_ld >= p.ngroups * p.dstate &&
                (!p.z || p.z_ld >= p.dim),
            "selective_scan: a row stride is smaller than the row (u_ld={} delta_ld={} bc_ld={} "
            "z_ld={})",
            p.u_ld, p.delta_ld, p.bc_ld, p.z_ld);
+}
+
+// Column offset of channel c's B/C group within a row.
+template <typename T>
+inline int64_t group_col(const ScanParams<T>& p, int64_t c) {
+  return p.ngroups == 1 ? 0 : c / (p.dim / p.ngroups) * p.dstate;
 }
 
 // Per-step scalars for channel c at token row r: δ (after bias/softplus), its raw input.
@@ -63,12 +71,14 @@ inline void step_block(const ScanParams<T>& p, int64_t row, int64_t c0, int64_t 
     const T dt = step_delta(p, row, cc, &raw);
     const T uu = p.u[row * p.u_ld + cc];
     const T* Ac = p.A + cc * N;
+    const T* Bc = Bt + group_col(p, cc);
+    const T* Cc = Ct + group_col(p, cc);
     T* hc = h + c * N;
     T y = 0;
 #pragma omp simd reduction(+ : y)
     for (int64_t n = 0; n < N; ++n) {
-      hc[n] = exp_fast(dt * Ac[n]) * hc[n] + dt * Bt[n] * uu;
-      y += hc[n] * Ct[n];
+      hc[n] = exp_fast(dt * Ac[n]) * hc[n] + dt * Bc[n] * uu;
+      y += hc[n] * Cc[n];
     }
     if (ys) ys[c] = y + (p.D ? p.D[cc] * uu : T(0));
   }
@@ -127,8 +137,9 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
   const int64_t per_group = ((Cdim + G - 1) / G + CB - 1) / CB * CB;
   G = (Cdim + per_group - 1) / per_group;
   // Partial dB/dC per (group, sequence) when several groups share a sequence.
+  const int64_t W = p.ngroups * N;  // B (or C) columns per row
   std::vector<T> part;
-  if (G > 1) part.assign(static_cast<size_t>(G * Bt * L * 2 * N), T(0));
+  if (G > 1) part.assign(static_cast<size_t>(G * Bt * L * 2 * W), T(0));
   std::vector<T> pparam(static_cast<size_t>(Bt * Cdim * (N + 2)));  // per-sequence dA | dD | dbias
 
 #pragma omp parallel
@@ -142,9 +153,9 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
       T* dC_base;
       int64_t dbc_ld;
       if (G > 1) {
-        dB_base = part.data() + (grp * Bt + b) * L * 2 * N;
-        dC_base = dB_base + N;
-        dbc_ld = 2 * N;
+        dB_base = part.data() + (grp * Bt + b) * L * 2 * W;
+        dC_base = dB_base + W;
+        dbc_ld = 2 * W;
       } else {
         dB_base = g.dB + b * L * g.dbc_ld;
         dC_base = g.dC + b * L * g.dbc_ld;
@@ -178,14 +189,19 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
           }
           for (int64_t t = t1 - 1; t >= t0; --t) {
             const int64_t row = b * L + t;
-            const T* Btok = p.B + row * p.bc_ld;
-            const T* Ctok = p.C + row * p.bc_ld;
-            T* dBt = dB_base + t * dbc_ld;
-            T* dCt = dC_base + t * dbc_ld;
+            const T* Brow = p.B + row * p.bc_ld;
+            const T* Crow = p.C + row * p.bc_ld;
+            T* dBrow = dB_base + t * dbc_ld;
+            T* dCrow = dC_base + t * dbc_ld;
             const T* hcur = hs.data() + (t - t0 + 1) * CB * N;
             const T* hprev = hcur - CB * N;
             for (int64_t c = 0; c < cn; ++c) {
               const int64_t cc = c0 + c;
+              const int64_t gcol = group_col(p, cc);
+              const T* Btok = Brow + gcol;
+              const T* Ctok = Crow + gcol;
+              T* dBt = dBrow + gcol;
+              T* dCt = dCrow + gcol;
               T raw;
               const T dt = step_delta(p, row, cc, &raw);
               const T uu = p.u[row * p.u_ld + cc];
@@ -256,10 +272,10 @@ void selective_scan_backward(const ScanParams<T>& p, const std::type_identity_t<
         T* dBt = g.dB + (b * L + t) * g.dbc_ld;
         T* dCt = g.dC + (b * L + t) * g.dbc_ld;
         for (int64_t grp = 0; grp < G; ++grp) {
-          const T* src = part.data() + ((grp * Bt + b) * L + t) * 2 * N;
-          for (int64_t n = 0; n < N; ++n) {
+          const T* src = part.data() + ((grp * Bt + b) * L + t) * 2 * W;
+          for (int64_t n = 0; n < W; ++n) {
             dBt[n] += src[n];
-            dCt[n] += src[N + n];
+            dCt[n] += src[W + n];
           }
         }
       }

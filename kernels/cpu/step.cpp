@@ -27,6 +27,8 @@ void conv1d_step(T* out, T* conv_state, const T* x, int64_t ldx, const T* w, con
 template <typename T>
 void selective_scan_step(const ScanParams<T>& p, T* h, std::type_identity_t<T>* out) {
   MS_CHECK(p.len == 1, "selective_scan_step: len must be 1, got {}", p.len);
+  MS_CHECK(p.ngroups >= 1 && p.dim % p.ngroups == 0,
+           "selective_scan_step: ngroups={} must divide dim={}", p.ngroups, p.dim);
   const int64_t N = p.dstate, Cdim = p.dim;
 #pragma omp parallel for collapse(2) schedule(static) if (p.batch * Cdim > 4096)
   for (int64_t b = 0; b < p.batch; ++b)
@@ -34,8 +36,9 @@ void selective_scan_step(const ScanParams<T>& p, T* h, std::type_identity_t<T>* 
       T dt = p.delta[b * p.delta_ld + c] + (p.delta_bias ? p.delta_bias[c] : T(0));
       if (p.delta_softplus) dt = softplus(dt);
       const T uu = p.u[b * p.u_ld + c];
-      const T* Bt = p.B + b * p.bc_ld;
-      const T* Ct = p.C + b * p.bc_ld;
+      const int64_t gcol = p.ngroups == 1 ? 0 : c / (Cdim / p.ngroups) * N;
+      const T* Bt = p.B + b * p.bc_ld + gcol;
+      const T* Ct = p.C + b * p.bc_ld + gcol;
       const T* Ac = p.A + c * N;
       T* hc = h + (b * Cdim + c) * N;
       T y = 0;

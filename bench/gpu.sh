@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Build, test and benchmark the CUDA kernels on a machine with an NVIDIA GPU, in one go:
+#   bench/gpu.sh            (writes logs and the result table under $OUT, default ./out-gpu)
+# Steps: configure (Ninja, sm_90) and build the GPU tests and bench_cuda; run the GPU
+# tests; time the reference kernels if a reference harness is present in .ref/ (kept out
+# of the repository: it builds third-party sources); run bench_cuda with the reference
+# times side by side, writing $OUT/cuda_h100.md (copied to bench/results/ by hand).
+# SWEEP=1 adds the launch-shape sweep of the scan to the log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/out-gpu}
+mkdir -p "$OUT"
+export OUT
+log="$OUT/summary.log"
+say() { echo "$@" | tee -a "$log"; }
+: > "$log"
+nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm,clocks.mem,power.draw,temperature.gpu \
+  --format=csv 2>&1 | tee -a "$log"
+nvcc --version 2>&1 | tail -1 | tee -a "$log"
+
+refpid=""
+if [ -x .ref/run.sh ]; then
+  (.ref/run.sh build > "$OUT/ref_build.log" 2>&1) &
+  refpid=$!
+fi
+
+jobs=${JOBS:-$(( $(nproc) > 2 ? $(nproc) - 2 : 1 ))}
+start=$(date +%s)
+cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMAMBASEQ_CUDA_ARCHS=90 > "$OUT/build.log" 2>&1 \
+  && ninja -C build-gpu -j"$jobs" mambaseq_cuda_tests bench_cuda >> "$OUT/build.log" 2>&1
+rc=$?
+say "build: rc=$rc in $(( $(date +%s) - start )) s"
+if [ $rc -ne 0 ]; then tail -40 "$OUT/build.log"; exit 1; fi
+
+start=$(date +%s)
+build-gpu/tests/cuda/mambaseq_cuda_tests ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} > "$OUT/tests.log" 2>&1
+trc=$?
+say "gpu tests: rc=$trc in $(( $(date +%s) - start )) s"
+grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|rel_err|Expected|Which is|error" "$OUT/tests.log" | head -60 | tee -a "$log"
+
+ref=""
+if [ -n "$refpid" ]; then
+  wait "$refpid"
+  say "reference build: rc=$? (log: ref_build.log)"
+  tail -5 "$OUT/ref_build.log" | tee -a "$log"
+  .ref/run.sh bench "$OUT/ref.csv" >> "$log" 2>&1 && ref="--ref $OUT/ref.csv"
+fi
+
+build-gpu/bench/bench_cuda $ref --out "$OUT/cuda_h100.md" ${SWEEP:+--sweep} 2>&1 | tee -a "$log"
+
+# PROFILE="0 2": Nsight Compute summaries of every kernel at those shapes (indices 0-3).
+if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then
+  for i in $PROFILE; do
+    ncu --clock-control none --kernel-name regex:'scan_|conv_' --section SpeedOfLight --section Occupancy \
+      --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      build-gpu/bench/bench_cuda --profile "$i" >> "$OUT/ncu.txt" 2>&1
+  done
+  echo "ncu: $(grep -c 'scan_\|conv_' "$OUT/ncu.txt") lines (ncu.txt)" | tee -a "$log"
+fi
+exit $trc

@@ -1,0 +1,445 @@
+// Host side of the CUDA kernels: argument checks, launch configuration, error messages.
+// Compiled by the C++ compiler (nvcc cannot parse fmt); the kernels live in the .cu files.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "kernels/cuda/launch.h"
+#include "mambaseq/cuda_kernels.h"
+#include "mambaseq/error.h"
+
+namespace mambaseq::cuda {
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "f32";
+    case DType::f16: return "f16";
+    case DType::bf16: return "bf16";
+  }
+  return "?";
+}
+int dtype_size(DType t) { return t == DType::f32 ? 4 : 2; }
+
+bool device_available() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+int64_t scan_checkpoint_floats(const ScanArgs& a) {
+  return a.batch * a.dim * a.dstate * ((a.len + kScanChunk - 1) / kScanChunk);
+}
+
+namespace {
+
+using detail::ConvK;
+using detail::ScanK;
+
+int pow2ceil(int64_t x) {
+  int p = 1;
+  while (p < x) p <<= 1;
+  return p;
+}
+bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// Every failure names the kernel and the shape it was called with.
+struct Ctx {
+  const char* kernel;
+  std::string shape;
+  [[noreturn]] void fail(const std::string& why) const {
+    throw Error(fmt::format("cuda {} ({}): {}", kernel, shape, why));
+  }
+  void check(bool ok, const std::string& why) const {
+    if (!ok) fail(why);
+  }
+  // An activation pointer must be aligned to its element size.
+  void ptr(const void* p, const char* name, int es, bool required) const {
+    if (!p) {
+      if (required) fail(fmt::format("{} is required (null)", name));
+      return;
+    }
+    if (!aligned(p, es)) fail(fmt::format("{} is misaligned ({} bytes needed)", name, es));
+  }
+  void launched(int err) const {
+    if (err == cudaErrorMemoryAllocation) fail(fmt::format("out of memory: {}", cudaGetErrorString(cudaError_t(err))));
+    if (err != cudaSuccess) fail(fmt::format("launch failed: {}", cudaGetErrorString(cudaError_t(err))));
+  }
+};
+
+Ctx scan_ctx(const char* kernel, const ScanArgs& a) {
+  return {kernel, fmt::format("batch={} len={} dim={} dstate={} ngroups={} {}", a.batch, a.len, a.dim,
+                              a.dstate, a.ngroups, dtype_name(a.dtype))};
+}
+
+void check_scan(const Ctx& x, const ScanArgs& a) {
+  x.check(a.dtype == DType::f32 || a.dtype == DType::f16 || a.dtype == DType::bf16, "unsupported dtype");
+  x.check(a.batch >= 1 && a.len >= 1 && a.dim >= 1, "batch, len and dim must be positive");
+  x.check(a.dstate >= 1 && a.dstate <= 64, "dstate must be in 1..64");
+  x.check(a.batch <= 65535, "batch must be at most 65535");
+  x.check(a.len <= (int64_t(1) << 30) && a.dim <= (int64_t(1) << 24), "len or dim too large");
+  x.check(a.ngroups >= 1 && a.dim % a.ngroups == 0, "ngroups must divide dim");
+  const int es = dtype_size(a.dtype);
+  x.ptr(a.u, "u", es, true);
+  x.ptr(a.delta, "delta", es, true);
+  x.ptr(a.B, "B", es, true);
+  x.ptr(a.C, "C", es, true);
+  x.ptr(a.z, "z", es, false);
+  x.ptr(a.A, "A", 4, true);
+  x.ptr(a.D, "D", 4, false);
+  x.ptr(a.delta_bias, "delta_bias", 4, false);
+  x.ptr(a.h0, "h0", 4, false);
+  x.check(a.u_ld >= a.dim && a.delta_ld >= a.dim && (!a.z || a.z_ld >= a.dim),
+          fmt::format("a row stride is smaller than dim (u_ld={} delta_ld={} z_ld={})", a.u_ld, a.delta_ld, a.z_ld));
+  x.check(a.bc_ld >= a.ngroups * a.dstate, fmt::format("bc_ld={} < ngroups*dstate", a.bc_ld));
+}
+
+// Optional "S,G,NT" override of the launch shape (benchmarks sweep it).
+bool env_cfg(const char* name, int* S, int* G, int* NT) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return false;
+  return std::sscanf(v, "%d,%d,%d", S, G, NT) == 3;
+}
+
+// Lanes per channel: more lanes (fewer states each) when there are few channels, so the
+// chip has enough independent recurrences in flight.
+void pick_split(int64_t channels, int Npad, int Smax, int* S, int* G) {
+  *S = Npad < Smax ? Npad : Smax;
+  *G = Npad / *S;
+  while (channels * *G < 96 * 1024 && *S > 2 && *G < 32) *S /= 2, *G *= 2;
+}
+
+// Common launch fields; returns false when the "S,G,NT" shape is unusable here.
+bool fill_block(const Ctx& x, const ScanArgs& a, ScanK& k, int S, int G, int NT) {
+  const int Npad = pow2ceil(a.dstate);
+  if (S < 1 || G < 1 || (G & (G - 1)) || S * G < a.dstate || G > 32 || NT < G || NT > 256 || (NT % G))
+    return false;
+  int CB = NT / G;
+  if (CB & (CB - 1)) return false;
+  const int dpg = static_cast<int>(a.dim / a.ngroups);
+  const int cap = pow2ceil(a.dim);
+  while (CB > cap) CB /= 2;
+  if (a.ngroups > 1)
+    while (dpg % CB) CB /= 2;  // a block's channels share one B/C group
+  k.S = S, k.G = G, k.Npad = S * G, k.CB = CB, k.NT = CB * G, k.dpg = dpg;
+  (void)Npad;
+  (void)x;
+  return true;
+}
+
+void fill_common(ScanK& k, const ScanArgs& a) {
+  k.dtype = static_cast<int>(a.dtype);
+  k.batch = static_cast<int>(a.batch), k.len = static_cast<int>(a.len), k.dim = static_cast<int>(a.dim);
+  k.N = static_cast<int>(a.dstate);
+  k.nck = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk);
+  k.softplus = a.delta_softplus;
+  k.u = a.u, k.delta = a.delta, k.B = a.B, k.C = a.C, k.z = a.z;
+  k.u_ld = a.u_ld, k.delta_ld = a.delta_ld, k.bc_ld = a.bc_ld, k.z_ld = a.z_ld;
+  k.A = a.A, k.D = a.D, k.bias = a.delta_bias, k.h0 = a.h0;
+  const int es = dtype_size(a.dtype);
+  auto bc_rows = [&](int w) {
+    return (a.dstate * es) % w == 0 && aligned(a.B, w) && aligned(a.C, w) && (a.bc_ld * es) % w == 0;
+  };
+  k.bc4 = bc_rows(16) ? 2 : (bc_rows(4) ? 1 : 0);
+}
+
+// 16-byte rows for every [rows, dim] tensor the kernel stages.
+bool rows16(const ScanK& k, int es, std::initializer_list<std::pair<const void*, int64_t>> t) {
+  if ((k.CB * es) % 16 || (k.dim * es) % 16) return false;
+  for (auto [p, ld] : t)
+    if (p && (!aligned(p, 16) || (ld * es) % 16)) return false;
+  return true;
+}
+
+int env_int(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::atoi(v) : dflt;
+}
+
+// Time segments: enough independent (sequence, channel, segment) walkers to fill the
+// chip, segments of at least `min_seg` tokens, a multiple of kScanChunk each.
+void pick_segments(const ScanArgs& a, int64_t lanes_per_seg, int64_t want, int min_seg, const char* env,
+                   int* P, int* Lseg) {
+  int p = env_int(env, 0);
+  if (p <= 0) {
+    p = 1;
+    while (lanes_per_seg * p < want && a.len / (2 * p) >= min_seg && p < 64) p *= 2;
+  }
+  int64_t seg = (a.len + p - 1) / p;
+  seg = (seg + kScanChunk - 1) / kScanChunk * kScanChunk;
+  *Lseg = static_cast<int>(seg);
+  *P = static_cast<int>((a.len + seg - 1) / seg);
+}
+
+// Channels per block of the lane-per-channel kernels, or 0 when they do not apply.
+int seq_width(const ScanArgs& a) {
+  if (a.dstate > 16) return 0;
+  int cw = 128;
+  while (cw > 32 && cw / 2 >= a.dim) cw /= 2;
+  if (a.ngroups > 1)
+    while (cw > 1 && (a.dim / a.ngroups) % cw) cw /= 2;
+  return cw;
+}
+
+struct FwdPlan {
+  bool seq;
+  int P, Lseg, CW;
+};
+FwdPlan fwd_plan(const ScanArgs& a) {
+  FwdPlan f{false, 1, 0, 0};
+  f.CW = seq_width(a);
+  f.seq = f.CW >= 32 && !std::getenv("MAMBASEQ_SCAN_FWD_CFG");
+  if (f.seq) pick_segments(a, a.batch * a.dim, 128 * 1024, 128, "MAMBASEQ_SCAN_SEG", &f.P, &f.Lseg);
+  return f;
+}
+struct BwdPlan {
+  bool seq;
+  int S, G, NT, P, Lseg, CW;
+};
+BwdPlan bwd_plan(const ScanArgs& a) {
+  BwdPlan p{};
+  const int Npad = pow2ceil(a.dstate);
+  p.NT = 128;
+  const bool forced = env_cfg("MAMBASEQ_SCAN_BWD_CFG", &p.S, &p.G, &p.NT);
+  if (!forced) {
+    p.S = Npad < 4 ? Npad : 4, p.G = Npad / p.S;
+    if (p.G >= 16) p.NT = 256;
+  }
+  p.CW = seq_width(a);
+  p.P = 1, p.Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
+  if (p.CW < 32) return p;
+  // One lane per channel (dstate ≤ 16), 64 channels a block unless groups forbid it.
+  p.seq = !forced;
+  if (p.seq) {
+    p.CW = p.CW >= 64 ? 64 : 32;
+    pick_segments(a, a.batch * a.dim, 48 * 1024, 256, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
+  } else {
+    pick_segments(a, a.batch * a.dim * p.G, 32 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
+  }
+  return p;
+}
+
+// Device scratch for the segment pass, owned for one call when the caller gives none.
+struct Scratch {
+  float* p = nullptr;
+  Stream s = nullptr;
+  Scratch(const Ctx& x, float* given, int64_t floats, Stream st) : s(st) {
+    if (given || floats == 0) {
+      p = given;
+      return;
+    }
+    void* q = nullptr;
+    const cudaError_t e = cudaMallocAsync(&q, floats * 4, st);
+    if (e != cudaSuccess) x.fail(fmt::format("cannot allocate {} bytes of workspace: {}", floats * 4, cudaGetErrorString(e)));
+    p = static_cast<float*>(q);
+    owned = true;
+  }
+  ~Scratch() {
+    if (owned) cudaFreeAsync(p, s);
+  }
+  bool owned = false;
+};
+
+}  // namespace
+
+int64_t scan_workspace_floats(const ScanArgs& a) {
+  const FwdPlan f = fwd_plan(a);
+  const BwdPlan b = bwd_plan(a);
+  const int P = std::max(f.seq ? f.P : 1, b.P);
+  return P > 1 ? a.batch * P * a.dim * 17 : 0;
+}
+
+void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_final, float* ckpt,
+                        Stream stream, float* workspace) {
+  const Ctx x = scan_ctx("selective_scan_fwd", a);
+  check_scan(x, a);
+  const int es = dtype_size(a.dtype);
+  x.ptr(out, "out", es, true);
+  x.ptr(h_final, "h_final", 4, false);
+  x.ptr(ckpt, "checkpoints", 4, false);
+  x.check(out_ld >= a.dim, "out_ld < dim");
+  ScanK k;
+  fill_common(k, a);
+  k.out = out, k.out_ld = out_ld, k.h_final = h_final, k.ckpt = ckpt;
+  const FwdPlan plan = fwd_plan(a);
+  if (plan.seq) {
+    k.seq = true, k.S = 16, k.CW = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;
+    k.dpg = static_cast<int>(a.dim / a.ngroups);
+    k.vec = (plan.CW * es) % 16 == 0 && rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}});
+    const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
+    k.ws = ws.p;
+    x.launched(detail::scan_fwd_launch(k, stream));
+    return;
+  }
+  int S, G, NT = 128;
+  const int Npad = pow2ceil(a.dstate);
+  if (!env_cfg("MAMBASEQ_SCAN_FWD_CFG", &S, &G, &NT)) pick_split(a.batch * a.dim, Npad, 16, &S, &G);
+  x.check(S == 2 || S == 4 || S == 8 || S == 16, "unsupported states per lane");
+  x.check(fill_block(x, a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
+  k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}});
+  // Largest tile that keeps a block under ~50 KB of shared memory (several blocks per SM).
+  k.Tt = 16;
+  for (int Tt : {64, 32}) {
+    if (detail::scan_fwd_smem(es, k.NT, k.CB, Tt, k.N, k.Npad) <= 50 * 1024) {
+      k.Tt = Tt;
+      break;
+    }
+  }
+  k.smem = detail::scan_fwd_smem(es, k.NT, k.CB, k.Tt, k.N, k.Npad);
+  x.launched(detail::scan_fwd_launch(k, stream));
+}
+
+void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, const float* ckpt,
+                        const ScanGrads& g, Stream stream, float* workspace) {
+  const Ctx x = scan_ctx("selective_scan_bwd", a);
+  check_scan(x, a);
+  const int es = dtype_size(a.dtype);
+  x.ptr(dout, "dout", es, true);
+  x.ptr(ckpt, "checkpoints (from selective_scan_fwd)", 4, true);
+  x.ptr(g.du, "du", es, true);
+  x.ptr(g.ddelta, "ddelta", es, true);
+  x.ptr(g.dz, "dz", es, a.z != nullptr);
+  x.ptr(g.dA, "dA", 4, true);
+  x.ptr(g.dB, "dB", 4, true);
+  x.ptr(g.dC, "dC", 4, true);
+  x.ptr(g.dD, "dD", 4, a.D != nullptr);
+  x.ptr(g.ddelta_bias, "ddelta_bias", 4, a.delta_bias != nullptr);
+  x.ptr(g.dh0, "dh0", 4, false);
+  x.check(dout_ld >= a.dim && g.du_ld >= a.dim && g.ddelta_ld >= a.dim && (!a.z || g.dz_ld >= a.dim),
+          "a gradient row stride is smaller than dim");
+  x.check(g.dbc_ld >= a.ngroups * a.dstate, "dbc_ld < ngroups*dstate");
+  ScanK k;
+  fill_common(k, a);
+  k.ckpt_in = ckpt, k.dout = dout, k.dout_ld = dout_ld;
+  k.du = g.du, k.du_ld = g.du_ld, k.ddelta = g.ddelta, k.ddelta_ld = g.ddelta_ld;
+  k.dz = a.z ? g.dz : nullptr, k.dz_ld = g.dz_ld;
+  k.dA = g.dA, k.dB = g.dB, k.dC = g.dC, k.dbc_ld = g.dbc_ld;
+  k.dD = a.D ? g.dD : nullptr, k.dbias = a.delta_bias ? g.ddelta_bias : nullptr, k.dh0 = g.dh0;
+  const BwdPlan plan = bwd_plan(a);
+  const int S = plan.S, G = plan.G, NT = plan.NT;
+  x.check(S == 1 || S == 2 || S == 4, "unsupported states per lane");
+  x.check(fill_block(x, a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
+  k.P = plan.P, k.Lseg = plan.Lseg, k.CW = plan.CW;
+  const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
+  k.ws = ws.p;
+  k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});
+  k.Tsub = 8;
+  k.smem = detail::scan_bwd_smem(es, k.NT, k.CB, k.Tsub, k.N, k.Npad, k.S);
+  x.check(k.smem <= 227 * 1024, fmt::format("needs {} bytes of shared memory", k.smem));
+  if (plan.seq) {
+    k.seq = true, k.S = 4;
+    k.dpg = static_cast<int>(a.dim / a.ngroups);
+    k.vec = (plan.CW * es) % 16 == 0 && (a.dim * es) % 16 == 0;
+    for (auto [p, ld] : {std::pair<const void*, int64_t>{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}})
+      if (p && (!aligned(p, 16) || (ld * es) % 16)) k.vec = false;
+  }
+  x.launched(detail::scan_bwd_launch(k, stream));
+}
+
+void selective_scan_step(const ScanArgs& a, float* h, void* out, int64_t out_ld, Stream stream) {
+  const Ctx x = scan_ctx("selective_scan_step", a);
+  check_scan(x, a);
+  x.check(a.len == 1, "len must be 1");
+  x.ptr(h, "h", 4, true);
+  x.ptr(out, "out", dtype_size(a.dtype), true);
+  x.check(out_ld >= a.dim, "out_ld < dim");
+  ScanK k;
+  fill_common(k, a);
+  k.dpg = static_cast<int>(a.dim / a.ngroups);
+  k.h_final = h, k.out = out, k.out_ld = out_ld;
+  x.launched(detail::scan_step_launch(k, stream));
+}
+
+// ---- conv1d -------------------------------------------------------------------------
+namespace {
+
+Ctx conv_ctx(const char* kernel, const Conv1dArgs& a) {
+  return {kernel, fmt::format("batch={} len={} channels={} width={} {}", a.batch, a.len, a.channels,
+                              a.width, dtype_name(a.dtype))};
+}
+
+void check_conv(const Ctx& x, const Conv1dArgs& a) {
+  x.check(a.dtype == DType::f32 || a.dtype == DType::f16 || a.dtype == DType::bf16, "unsupported dtype");
+  x.check(a.batch >= 1 && a.len >= 1 && a.channels >= 1, "batch, len and channels must be positive");
+  x.check(a.width >= 1 && a.width <= 64, "width must be in 1..64");
+  x.check(a.batch <= 65535 && a.len <= (int64_t(1) << 30) && a.channels <= (int64_t(1) << 24),
+          "shape too large");
+  const int es = dtype_size(a.dtype);
+  x.ptr(a.x, "x", es, true);
+  x.ptr(a.w, "w", 4, true);
+  x.ptr(a.bias, "bias", 4, false);
+  x.ptr(a.init_state, "init_state", es, false);
+  x.check(a.x_ld >= a.channels, "x_ld < channels");
+}
+
+ConvK conv_fill(const Conv1dArgs& a) {
+  ConvK k;
+  k.dtype = static_cast<int>(a.dtype);
+  k.batch = static_cast<int>(a.batch), k.len = static_cast<int>(a.len);
+  k.C = static_cast<int>(a.channels), k.K = static_cast<int>(a.width);
+  k.silu = a.silu;
+  k.x = a.x, k.x_ld = a.x_ld, k.w = a.w, k.bias = a.bias, k.init = a.width > 1 ? a.init_state : nullptr;
+  // Runs long enough to amortise the K−1 halo rows, short enough to fill the chip.
+  const int64_t vecs = a.batch * a.channels / (16 / dtype_size(a.dtype));
+  k.run = 64;
+  while (k.run > 8 && vecs * ((a.len + k.run - 1) / k.run) < 132 * 1024) k.run /= 2;
+  return k;
+}
+
+bool conv_vec(const Conv1dArgs& a, std::initializer_list<std::pair<const void*, int64_t>> t) {
+  const int es = dtype_size(a.dtype);
+  if ((a.channels * es) % 16) return false;
+  for (auto [p, ld] : t)
+    if (p && (!aligned(p, 16) || (ld * es) % 16)) return false;
+  return true;
+}
+
+}  // namespace
+
+void conv1d_fwd(const Conv1dArgs& a, void* out, int64_t out_ld, void* final_state, Stream stream) {
+  const Ctx x = conv_ctx("conv1d_fwd", a);
+  check_conv(x, a);
+  const int es = dtype_size(a.dtype);
+  x.ptr(out, "out", es, true);
+  x.ptr(final_state, "final_state", es, false);
+  x.check(out_ld >= a.channels, "out_ld < channels");
+  ConvK k = conv_fill(a);
+  k.out = out, k.out_ld = out_ld, k.final_state = a.width > 1 ? final_state : nullptr;
+  k.vec = conv_vec(a, {{a.x, a.x_ld}, {out, out_ld}});
+  x.launched(detail::conv_fwd_launch(k, stream));
+}
+
+void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx, int64_t dx_ld, float* dw,
+                float* dbias, void* dinit_state, Stream stream) {
+  const Ctx x = conv_ctx("conv1d_bwd", a);
+  check_conv(x, a);
+  const int es = dtype_size(a.dtype);
+  x.ptr(dout, "dout", es, true);
+  x.ptr(dx, "dx", es, true);
+  x.ptr(dw, "dw", 4, true);
+  x.ptr(dbias, "dbias", 4, a.bias != nullptr);
+  x.ptr(dinit_state, "dinit_state", es, false);
+  x.check(dout_ld >= a.channels && dx_ld >= a.channels, "dout_ld or dx_ld < channels");
+  ConvK k = conv_fill(a);
+  k.dout = dout, k.dout_ld = dout_ld, k.dx = dx, k.dx_ld = dx_ld, k.dw = dw;
+  k.dbias = a.bias ? dbias : nullptr, k.dinit = a.width > 1 ? dinit_state : nullptr;
+  k.vec = conv_vec(a, {{a.x, a.x_ld}, {dout, dout_ld}, {dx, dx_ld}});
+  x.launched(detail::conv_bwd_launch(k, stream));
+}
+
+void conv1d_step(const Conv1dArgs& a, void* conv_state, void* out, int64_t out_ld, Stream stream) {
+  const Ctx x = conv_ctx("conv1d_step", a);
+  check_conv(x, a);
+  x.check(a.len == 1, "len must be 1");
+  const int es = dtype_size(a.dtype);
+  x.ptr(conv_state, "conv_state", es, a.width > 1);
+  x.ptr(out, "out", es, true);
+  x.check(out_ld >= a.channels, "out_ld < channels");
+  ConvK k = conv_fill(a);
+  k.state = conv_state, k.out = out, k.out_ld = out_ld;
+  x.launched(detail::conv_step_launch(k, stream));
+}
+
+}  // namespace mambaseq::cuda

@@ -1,0 +1,84 @@
+// Internal: the plain structs the host code (api.cpp, compiled by the C++ compiler) hands
+// to the launchers in the .cu files. No CUDA or fmt headers here: nvcc cannot parse fmt,
+// and the error messages are built on the host side.
+#pragma once
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace mambaseq::cuda::detail {
+
+// One launch of the scan forward or backward; every field is filled by api.cpp.
+struct ScanK {
+  int dtype = 0;                          // DType as int
+  int batch = 0, len = 0, dim = 0, N = 0;  // N = dstate
+  int S = 0, G = 0, Npad = 0;             // states per lane, lanes per channel, S·G ≥ N
+  int NT = 0, CB = 0, Tt = 0, Tsub = 0;   // threads, channels per block, tile, bwd sub-chunk
+  int dpg = 0;                            // channels per B/C group
+  // Time segments: P blocks walk one sequence's channels in parallel, each over Lseg
+  // tokens; a first pass leaves each segment's local end state (forward) or local
+  // adjoint (backward) in ws [batch, P, dim, 17], folded by the segments after it.
+  int P = 1, Lseg = 0;
+  bool seq = false;                       // forward: one lane per channel, all states in it
+  int CW = 0;                             // channels (= threads) per block of those kernels
+  float* ws = nullptr;
+  int nck = 0;                            // checkpoint chunks = ceil(len / kScanChunk)
+  int smem = 0;                           // dynamic shared memory bytes
+  bool vec = false;     // 16-byte path for the [rows, dim] tensors, else element by element
+  int bc4 = 0;          // B/C rows: 2 = 16-byte, 1 = 4-byte async copies, 0 = element by element
+  bool softplus = false;
+  const void *u = nullptr, *delta = nullptr, *B = nullptr, *C = nullptr, *z = nullptr;
+  int64_t u_ld = 0, delta_ld = 0, bc_ld = 0, z_ld = 0;
+  const float *A = nullptr, *D = nullptr, *bias = nullptr, *h0 = nullptr;
+  // forward outputs
+  void* out = nullptr;
+  int64_t out_ld = 0;
+  float* h_final = nullptr;
+  float* ckpt = nullptr;
+  const float* ckpt_in = nullptr;
+  // backward
+  const void* dout = nullptr;
+  int64_t dout_ld = 0;
+  void *du = nullptr, *ddelta = nullptr, *dz = nullptr;
+  int64_t du_ld = 0, ddelta_ld = 0, dz_ld = 0;
+  float *dA = nullptr, *dB = nullptr, *dC = nullptr, *dD = nullptr, *dbias = nullptr,
+        *dh0 = nullptr;
+  int64_t dbc_ld = 0;
+};
+
+struct ConvK {
+  int dtype = 0;
+  int batch = 0, len = 0, C = 0, K = 0;
+  bool vec = false;  // 16-byte rows (fast path, widths 2–4)
+  bool silu = false;
+  int run = 0;       // tokens per thread (fast path)
+  const void* x = nullptr;
+  int64_t x_ld = 0;
+  const float *w = nullptr, *bias = nullptr;
+  const void* init = nullptr;
+  void* out = nullptr;
+  int64_t out_ld = 0;
+  void* final_state = nullptr;
+  const void* dout = nullptr;
+  int64_t dout_ld = 0;
+  void* dx = nullptr;
+  int64_t dx_ld = 0;
+  float *dw = nullptr, *dbias = nullptr;
+  void* dinit = nullptr;
+  void* state = nullptr;  // step
+};
+
+// Shared-memory bytes of a scan block (host and device agree through these).
+int scan_fwd_smem(int dtype_size, int NT, int CB, int Tt, int N, int Npad);
+int scan_bwd_smem(int dtype_size, int NT, int CB, int Tsub, int N, int Npad, int S);
+int scan_seq_smem(int dtype_size, int CW, int N);
+
+// Launchers: return a cudaError_t value (0 = success).
+int scan_fwd_launch(const ScanK& k, CUstream_st* s);
+int scan_bwd_launch(const ScanK& k, CUstream_st* s);
+int scan_step_launch(const ScanK& k, CUstream_st* s);
+int conv_fwd_launch(const ConvK& k, CUstream_st* s);
+int conv_bwd_launch(const ConvK& k, CUstream_st* s);
+int conv_step_launch(const ConvK& k, CUstream_st* s);
+
+}  // namespace mambaseq::cuda::detail

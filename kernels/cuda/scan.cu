@@ -1,0 +1,1264 @@
+// Selective scan (S6) on the GPU: forward, backward and the single-token step.
+//
+// Work split. One block per (sequence b, CB consecutive channels); G lanes per channel,
+// each lane holding S of the channel's states in registers (S·G ≥ dstate), so a block
+// has NT = CB·G threads. Time is walked sequentially by every lane: the scan is bound by
+// the special-function unit (one exp per state update), and a sequential loop does the
+// fewest exps, with parallelism from channels × state groups instead of a prefix scan
+// across threads. G is chosen at run time (more lanes when there are few channels).
+//
+// Tiles of Tt tokens are staged in shared memory: u, delta, z (and B, C) arrive by
+// cp.async into one buffer while the block computes on the other. A tile then goes
+// through three phases, each spread over all threads:
+//   prep:     δ = softplus(delta + bias), δu = δ·u, B/C to f32        (per element)
+//   scan:     h ← exp2(δ·A·log2e) ⊙ h + δu·B ; partial y = ⟨h, C⟩     (per lane)
+//   epilogue: y = Σ_lanes partial + D·u ; out = y·silu(z)              (per element)
+// so the per-element work is not repeated by the G lanes of a channel.
+//
+// Backward, per block, chunks of kScanChunk tokens from last to first:
+//   pass a:  from the chunk's checkpoint (written by the forward), rerun the recurrence
+//            and keep the state at every TS-token sub-chunk start (shared memory);
+//   pass b:  per sub-chunk, last first: rerun its TS steps keeping a_t = exp(δA) and h_t in
+//            registers, then the adjoint  ḡ_t = dy_t·C_t + a_{t+1}·ḡ_{t+1}:
+//              dC_t += dy_t·h_t      dB_t += ḡ_t·δu_t      d(δu)_t = Σ ḡ_t·B_t
+//              q = ḡ_t·a_t·h_{t−1}:  dδ_t += Σ q·A,  dA += q·δ_t
+//            dB/dC are summed over the block's channels in shared memory, then added to
+//            global memory with one atomic per (token, state) per block.
+#include <type_traits>
+
+#include "common.cuh"
+#include "launch.h"
+
+namespace mambaseq::cuda::detail {
+
+namespace {
+
+constexpr int kChunk = 64;  // == cuda::kScanChunk (checkpoint interval)
+constexpr int kTS = 8;      // backward sub-chunk: its states and exps stay in registers
+
+// ---- shared-memory layouts ----------------------------------------------------------
+struct FwdLayout {
+  int raw, raw_sz, bcraw, bcraw_sz, dd, bc, ypart, par, total;
+};
+__host__ __device__ inline FwdLayout fwd_layout(int es, int NT, int CB, int Tt, int N, int Npad) {
+  FwdLayout L{};
+  L.raw_sz = align16(3 * Tt * CB * es);  // u | delta | z
+  L.bcraw_sz = align16(2 * Tt * N * es);  // B | C
+  int off = 0;
+  L.raw = off, off += 2 * L.raw_sz;  // double buffer
+  L.bcraw = off, off += 2 * L.bcraw_sz;
+  L.dd = off, off += align16(Tt * CB * 8);  // (δ, δu)
+  L.bc = off, off += align16(Tt * Npad * 8);  // (B, C) as f32 pairs
+  L.ypart = off, off += align16(Tt * NT * 4);
+  L.par = off, off += align16(2 * CB * 4);  // bias, D
+  L.total = off;
+  return L;
+}
+
+struct BwdLayout {
+  int raw, bcraw, dd, dy, bc, sub, part, dbc, par, total;
+};
+__host__ __device__ inline BwdLayout bwd_layout(int es, int NT, int CB, int N, int Npad, int S) {
+  BwdLayout L{};
+  int off = 0;
+  L.raw = off, off += align16(4 * kChunk * CB * es);  // u | delta | z | dout
+  L.bcraw = off, off += align16(2 * kChunk * N * es);
+  L.dd = off, off += align16(kChunk * CB * 8);
+  L.dy = off, off += align16(kChunk * CB * 4);
+  L.bc = off, off += align16(kChunk * Npad * 8);
+  L.sub = off, off += align16((kChunk / kTS) * NT * S * 4);
+  L.part = off, off += align16(3 * kTS * NT * 4);  // Σ ḡB | Σ qA | ⟨h,C⟩ per lane
+  L.dbc = off, off += align16(kTS * NT * 2 * S * 4);
+  L.par = off, off += align16(4 * CB * 4);  // bias, D, dD, dbias
+  L.total = off;
+  return L;
+}
+
+// Sum of the G partials of one channel (contiguous, 16-byte aligned when G % 4 == 0).
+__device__ __forceinline__ float sum_lanes(const float* p, int G) {
+  float s = 0.f;
+  if ((G & 3) == 0) {
+    for (int k = 0; k < G; k += 4) {
+      const float4 v = *reinterpret_cast<const float4*>(p + k);
+      s += (v.x + v.y) + (v.z + v.w);
+    }
+  } else {
+    for (int k = 0; k < G; ++k) s += p[k];
+  }
+  return s;
+}
+
+// Stage rows [t0, t0+Tt) of a [rows, dim] tensor's channels [c0, c0+CB) into smem
+// (zeros outside the sequence or the channel range).
+template <typename T>
+__device__ __forceinline__ void stage_rows(T* dst, const T* src, int64_t ld, int64_t row0, int t0,
+                                           int Tt, int L, int c0, int CB, int dim, bool vec,
+                                           int tid, int NT) {
+  if (vec) {
+    constexpr int V = kVec<T>;
+    const int vpr = CB / V, n = Tt * vpr;
+    for (int i = tid; i < n; i += NT) {
+      const int t = i / vpr, j = i - t * vpr;
+      const int cg = c0 + j * V;
+      const bool ok = t0 + t < L && cg < dim;
+      const T* s = ok ? src + (row0 + t0 + t) * ld + cg : src;
+      cp_async16(dst + t * CB + j * V, s, ok);
+    }
+  } else {
+    const int n = Tt * CB;
+    for (int i = tid; i < n; i += NT) {
+      const int t = i / CB, cl = i - t * CB;
+      const bool ok = t0 + t < L && c0 + cl < dim;
+      dst[i] = ok ? src[(row0 + t0 + t) * ld + c0 + cl] : from_f<T>(0.f);
+    }
+  }
+}
+
+// B and C rows of the block's group: [Tt][N] each; 16- or 4-byte async copies when the
+// rows allow, else element by element.
+template <typename T>
+__device__ __forceinline__ void stage_bc(T* dstB, T* dstC, const ScanK& p, int64_t row0, int t0,
+                                         int Tt, int grp, int tid, int NT) {
+  const T* B = static_cast<const T*>(p.B);
+  const T* C = static_cast<const T*>(p.C);
+  const int N = p.N, L = p.len;
+  const int64_t col = static_cast<int64_t>(grp) * N;
+  if (p.bc4) {
+    const int w = p.bc4 == 2 ? 16 : 4;  // bytes per copy
+    const int wpr = N * static_cast<int>(sizeof(T)) / w, n = Tt * wpr;
+    for (int i = tid; i < n; i += NT) {
+      const int t = i / wpr, k = i - t * wpr;
+      const bool ok = t0 + t < L;
+      const int64_t off = ok ? ((row0 + t0 + t) * p.bc_ld + col) : 0;
+      char* db = reinterpret_cast<char*>(dstB + t * N) + w * k;
+      char* dc = reinterpret_cast<char*>(dstC + t * N) + w * k;
+      const char* sb = reinterpret_cast<const char*>(B + off) + (ok ? w * k : 0);
+      const char* sc = reinterpret_cast<const char*>(C + off) + (ok ? w * k : 0);
+      if (w == 16) {
+        cp_async16(db, sb, ok);
+        cp_async16(dc, sc, ok);
+      } else {
+        cp_async4(db, sb, ok);
+        cp_async4(dc, sc, ok);
+      }
+    }
+  } else {
+    const int n = Tt * N;
+    for (int i = tid; i < n; i += NT) {
+      const int t = i / N, k = i - t * N;
+      const bool ok = t0 + t < L;
+      const int64_t off = (row0 + t0 + t) * p.bc_ld + col + k;
+      dstB[i] = ok ? B[off] : from_f<T>(0.f);
+      dstC[i] = ok ? C[off] : from_f<T>(0.f);
+    }
+  }
+}
+
+// B/C to f32 pairs [Tt][Npad] (B_n, C_n), zero for the padding states.
+template <typename T>
+__device__ __forceinline__ void prep_bc(float2* bc, const T* Bs, const T* Cs, int Tt, int N,
+                                        int Npad, int tid, int NT) {
+  if ((N & 3) == 0) {
+    const int q4 = Npad / 4, n = Tt * q4;
+    for (int i = tid; i < n; i += NT) {
+      const int t = i / q4, k = (i - t * q4) * 4;
+      float b[4] = {0.f, 0.f, 0.f, 0.f}, c[4] = {0.f, 0.f, 0.f, 0.f};
+      if (k < N) load4(Bs + t * N + k, b), load4(Cs + t * N + k, c);
+      float4* dst = reinterpret_cast<float4*>(bc + t * Npad + k);
+      dst[0] = make_float4(b[0], c[0], b[1], c[1]);
+      dst[1] = make_float4(b[2], c[2], b[3], c[3]);
+    }
+  } else {
+    const int n = Tt * Npad;
+    for (int i = tid; i < n; i += NT) {
+      const int t = i / Npad, k = i - t * Npad;
+      bc[i] = k < N ? make_float2(to_f(Bs[t * N + k]), to_f(Cs[t * N + k])) : make_float2(0.f, 0.f);
+    }
+  }
+}
+
+template <int S>
+__device__ __forceinline__ void load_bc(const float2* row, float (&Bv)[S], float (&Cv)[S]) {
+  if constexpr (S == 1) {
+    const float2 v = row[0];
+    Bv[0] = v.x, Cv[0] = v.y;
+  } else {
+#pragma unroll
+    for (int s = 0; s < S; s += 2) {
+      const float4 v = *reinterpret_cast<const float4*>(row + s);
+      Bv[s] = v.x, Cv[s] = v.y, Bv[s + 1] = v.z, Cv[s + 1] = v.w;
+    }
+  }
+}
+
+// Per element of a staged tile: (δ, δu), and for the backward dy = dout·silu(z).
+// VE consecutive channels per item, all loads before any store (so the loop pipelines).
+template <typename T, int VE, bool BWD>
+__device__ __forceinline__ void prep_elems(float2* dd, float* dy, const T* ru, const T* rd,
+                                           const T* rz, const T* ro, const float* sbias, int Tt,
+                                           int CB, int lgCB, int tn, bool softplus, int tid, int NT) {
+  const int items = (Tt * CB) / VE;
+  for (int q = tid; q < items; q += NT) {
+    const int e0 = q * VE, t = e0 >> lgCB, k = e0 & (CB - 1);
+    float dv[VE], uv[VE], zv[VE], ov[VE];
+    if constexpr (VE == 4) {
+      load4(rd + e0, dv), load4(ru + e0, uv);
+      if (BWD) {
+        load4(ro + e0, ov);
+        if (rz) load4(rz + e0, zv);
+      }
+    } else {
+      dv[0] = to_f(rd[e0]), uv[0] = to_f(ru[e0]);
+      if (BWD) {
+        ov[0] = to_f(ro[e0]);
+        if (rz) zv[0] = to_f(rz[e0]);
+      }
+    }
+    float2 r[VE];
+    float g[VE];
+#pragma unroll
+    for (int j = 0; j < VE; ++j) {
+      float dt = 0.f, du = 0.f, gy = 0.f;
+      if (t < tn) {
+        dt = dv[j] + sbias[k + j];
+        if (softplus) dt = softplus_f(dt);
+        du = dt * uv[j];
+        if (BWD) gy = rz ? ov[j] * silu_f(zv[j]) : ov[j];
+      }
+      r[j] = make_float2(dt, du);
+      g[j] = gy;
+    }
+    if constexpr (VE == 4) {
+      float4* o = reinterpret_cast<float4*>(dd + e0);
+      o[0] = make_float4(r[0].x, r[0].y, r[1].x, r[1].y);
+      o[1] = make_float4(r[2].x, r[2].y, r[3].x, r[3].y);
+      if (BWD) *reinterpret_cast<float4*>(dy + e0) = make_float4(g[0], g[1], g[2], g[3]);
+    } else {
+      dd[e0] = r[0];
+      if (BWD) dy[e0] = g[0];
+    }
+  }
+}
+
+// Forward epilogue of a tile: y = Σ lane partials + D·u, gated; one store per element.
+template <typename T, int VE>
+__device__ __forceinline__ void fwd_epilogue(T* out, int64_t out_ld, int64_t row0, int t0, int c0,
+                                             int dim, const float* ypart, const T* ru, const T* rz,
+                                             const float* sD, int G, int NT, int CB, int lgCB,
+                                             int tn, int tid) {
+  const int items = (tn * CB) / VE;
+  for (int q = tid; q < items; q += NT) {
+    const int e0 = q * VE, t = e0 >> lgCB, k = e0 & (CB - 1);
+    float uv[VE], zv[VE], y[VE];
+    if constexpr (VE == 4) {
+      load4(ru + e0, uv);
+      if (rz) load4(rz + e0, zv);
+    } else {
+      uv[0] = to_f(ru[e0]);
+      if (rz) zv[0] = to_f(rz[e0]);
+    }
+#pragma unroll
+    for (int j = 0; j < VE; ++j) {
+      y[j] = sum_lanes(ypart + t * NT + (k + j) * G, G) + sD[k + j] * uv[j];
+      if (rz) y[j] *= silu_f(zv[j]);
+    }
+    T* o = out + (row0 + t0 + t) * out_ld + c0 + k;
+#pragma unroll
+    for (int j = 0; j < VE; ++j)
+      if (c0 + k + j < dim) o[j] = from_f<T>(y[j]);
+  }
+}
+
+// Tokens per register group of the forward scan: the group's inputs are loaded before
+// the previous group's partial sums are stored, so shared-memory latency overlaps the
+// arithmetic (a store between two loads would otherwise serialise every step).
+template <int S>
+constexpr int kGroup = 16 / S;
+
+// ---- forward ------------------------------------------------------------------------
+template <typename T, int S>
+__global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
+  constexpr int U = kGroup<S>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, NT = blockDim.x;
+  const int G = p.G, CB = p.CB, Tt = p.Tt, N = p.N, L = p.len, dim = p.dim, Npad = p.Npad;
+  const int lgG = __ffs(G) - 1, lgCB = __ffs(CB) - 1;
+  const int cl = tid >> lgG, g = tid & (G - 1);
+  const int b = blockIdx.y, c0 = blockIdx.x * CB, c = c0 + cl;
+  const bool cvalid = c < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const FwdLayout lay = fwd_layout(sizeof(T), NT, CB, Tt, N, Npad);
+  float2* dd = reinterpret_cast<float2*>(smem + lay.dd);
+  float2* bc = reinterpret_cast<float2*>(smem + lay.bc);
+  float* ypart = reinterpret_cast<float*>(smem + lay.ypart);
+  float* sbias = reinterpret_cast<float*>(smem + lay.par);
+  float* sD = sbias + CB;
+  const T* U_ = static_cast<const T*>(p.u);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* Z = static_cast<const T*>(p.z);
+  T* out = static_cast<T*>(p.out);
+  const bool v4 = (CB & 3) == 0;
+
+  float A2[S], h[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int n = g * S + s;
+    const bool ok = cvalid && n < N;
+    A2[s] = ok ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
+    h[s] = ok && p.h0 ? p.h0[(static_cast<int64_t>(b) * dim + c) * N + n] : 0.f;
+  }
+  for (int i = tid; i < CB; i += NT) {
+    const bool ok = c0 + i < dim;
+    sbias[i] = ok && p.bias ? p.bias[c0 + i] : 0.f;
+    sD[i] = ok && p.D ? p.D[c0 + i] : 0.f;
+  }
+
+  auto raw = [&](int tile) { return reinterpret_cast<T*>(smem + lay.raw + (tile & 1) * lay.raw_sz); };
+  auto rawbc = [&](int tile) { return reinterpret_cast<T*>(smem + lay.bcraw + (tile & 1) * lay.bcraw_sz); };
+  auto issue = [&](int tile) {
+    T* ru = raw(tile);
+    const int t0 = tile * Tt;
+    stage_rows<T>(ru, U_, p.u_ld, row0, t0, Tt, L, c0, CB, dim, p.vec, tid, NT);
+    stage_rows<T>(ru + Tt * CB, Dl, p.delta_ld, row0, t0, Tt, L, c0, CB, dim, p.vec, tid, NT);
+    if (Z) stage_rows<T>(ru + 2 * Tt * CB, Z, p.z_ld, row0, t0, Tt, L, c0, CB, dim, p.vec, tid, NT);
+    T* rb = rawbc(tile);
+    stage_bc<T>(rb, rb + Tt * N, p, row0, t0, Tt, grp, tid, NT);
+    cp_async_commit();
+  };
+  auto prep = [&](int tile) {
+    const T* ru = raw(tile);
+    const int tn = min(Tt, L - tile * Tt);
+    if (v4)
+      prep_elems<T, 4, false>(dd, nullptr, ru, ru + Tt * CB, nullptr, nullptr, sbias, Tt, CB, lgCB, tn, p.softplus, tid, NT);
+    else
+      prep_elems<T, 1, false>(dd, nullptr, ru, ru + Tt * CB, nullptr, nullptr, sbias, Tt, CB, lgCB, tn, p.softplus, tid, NT);
+    const T* rb = rawbc(tile);
+    prep_bc<T>(bc, rb, rb + Tt * N, Tt, N, Npad, tid, NT);
+  };
+
+  const int ntiles = (L + Tt - 1) / Tt;
+  issue(0);
+  cp_async_wait<0>();
+  __syncthreads();
+  prep(0);
+  __syncthreads();
+  const float2* bcl = bc + g * S;
+  for (int tile = 0; tile < ntiles; ++tile) {
+    const int t0 = tile * Tt, tn = min(Tt, L - t0);
+    if (tile + 1 < ntiles) issue(tile + 1);  // lands while this tile is scanned
+
+    if (p.ckpt && (t0 % kChunk) == 0 && cvalid) {
+      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N;
+#pragma unroll
+      for (int s = 0; s < S; ++s)
+        if (g * S + s < N) dst[g * S + s] = h[s];
+    }
+
+    // scan: sequential in time, S independent recurrences per lane, U tokens a group.
+    // Tokens past the end carry δ = 0 and B = C = 0: they leave h unchanged.
+    float2 d[U];
+    float Bv[U][S], Cv[U][S];
+#pragma unroll
+    for (int u = 0; u < U; ++u) d[u] = dd[u * CB + cl], load_bc<S>(bcl + u * Npad, Bv[u], Cv[u]);
+    for (int g0 = 0; g0 < tn; g0 += U) {
+      float acc[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float a = 0.f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          h[s] = fmaf(ex2(d[u].x * A2[s]), h[s], d[u].y * Bv[u][s]);
+          a = fmaf(h[s], Cv[u][s], a);
+        }
+        acc[u] = a;
+      }
+      if (g0 + U < tn) {
+#pragma unroll
+        for (int u = 0; u < U; ++u)
+          d[u] = dd[(g0 + U + u) * CB + cl], load_bc<S>(bcl + (g0 + U + u) * Npad, Bv[u], Cv[u]);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) ypart[(g0 + u) * NT + tid] = acc[u];
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // partials complete; the next tile's data visible
+
+    const T* ru = raw(tile);
+    if (v4)
+      fwd_epilogue<T, 4>(out, p.out_ld, row0, t0, c0, dim, ypart, ru, Z ? ru + 2 * Tt * CB : nullptr, sD, G, NT, CB, lgCB, tn, tid);
+    else
+      fwd_epilogue<T, 1>(out, p.out_ld, row0, t0, c0, dim, ypart, ru, Z ? ru + 2 * Tt * CB : nullptr, sD, G, NT, CB, lgCB, tn, tid);
+    if (tile + 1 < ntiles) prep(tile + 1);
+    __syncthreads();  // dd/bc ready for the next scan; this tile's buffers free for issue()
+  }
+
+  if (p.h_final && cvalid) {
+    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + c) * N;
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (g * S + s < N) dst[g * S + s] = h[s];
+  }
+}
+
+// ---- forward, one lane per channel ----------------------------------------------------
+// For dstate ≤ 16: lane = channel, all 16 (padded) states in registers, so softplus,
+// gating and ⟨h, C⟩ are done once per element with no partial sums, and the time loop
+// touches shared memory only to read (it pipelines freely). Parallelism comes from time
+// segments: segment p's block starts from the state the earlier segments leave, folded
+// from their local end states (pass 1):  h ← exp2(A·log2e·Σδ_q) ⊙ h + hloc_q.
+constexpr int kSeqN = 16;  // states per lane
+constexpr int kSeqT = 16;  // tile tokens (small tiles: more blocks fit in shared memory)
+
+struct SeqLayout {
+  int raw, raw_sz, bcraw, bcraw_sz, bcf, total;
+};
+__host__ __device__ inline SeqLayout seq_layout(int es, int CW, int N) {
+  SeqLayout L{};
+  L.raw_sz = align16(3 * kSeqT * CW * es);  // delta | u | z
+  L.bcraw_sz = align16(2 * kSeqT * N * es);
+  int off = 0;
+  L.raw = off, off += 2 * L.raw_sz;
+  L.bcraw = off, off += 2 * L.bcraw_sz;
+  L.bcf = off, off += 2 * kSeqT * kSeqN * 8;  // (B, C) f32 pairs, double buffered
+  L.total = off;
+  return L;
+}
+
+template <typename T>
+__device__ __forceinline__ void st_global(T* p, float v) {
+  if constexpr (sizeof(T) == 4) {
+    asm volatile("st.global.f32 [%0], %1;" ::"l"(p), "f"(v));
+  } else {
+    const T x = from_f<T>(v);
+    asm volatile("st.global.b16 [%0], %1;" ::"l"(p), "h"(*reinterpret_cast<const unsigned short*>(&x)));
+  }
+}
+
+// pass = 1: local end state and Σδ of segment p (from h = 0), into ws.
+// pass = 2: the output, from the folded start state.
+template <typename T, int PASS>
+__global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, CW = blockDim.x;
+  const int N = p.N, L = p.len, dim = p.dim;
+  const int c0 = blockIdx.x * CW, c = c0 + tid, seg = blockIdx.y, b = blockIdx.z;
+  const bool cvalid = c < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const int s0 = seg * p.Lseg, s1 = min(L, s0 + p.Lseg);
+  const SeqLayout lay = seq_layout(sizeof(T), CW, N);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* U_ = static_cast<const T*>(p.u);
+  const T* Z = PASS == 2 ? static_cast<const T*>(p.z) : nullptr;
+  T* out = static_cast<T*>(p.out);
+  float A2[kSeqN], h[kSeqN];
+#pragma unroll
+  for (int n = 0; n < kSeqN; ++n) {
+    A2[n] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
+    h[n] = 0.f;
+  }
+  const float bias = cvalid && p.bias ? p.bias[c] : 0.f;
+  const float Dv = cvalid && p.D ? p.D[c] : 0.f;
+  float dsum = 0.f;
+  if (PASS == 2) {
+    if (cvalid && p.h0) {
+#pragma unroll
+      for (int n = 0; n < kSeqN; ++n)
+        if (n < N) h[n] = p.h0[(static_cast<int64_t>(b) * dim + c) * N + n];
+    }
+    for (int q = 0; q < seg; ++q) {  // fold the earlier segments
+      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
+      const float sd = w[16];
+#pragma unroll
+      for (int n = 0; n < kSeqN; ++n) h[n] = fmaf(ex2(sd * A2[n]), h[n], n < N ? w[n] : 0.f);
+    }
+  }
+
+  auto raw = [&](int i) { return reinterpret_cast<T*>(smem + lay.raw + (i & 1) * lay.raw_sz); };
+  auto rawbc = [&](int i) { return reinterpret_cast<T*>(smem + lay.bcraw + (i & 1) * lay.bcraw_sz); };
+  auto bcf = [&](int i) { return reinterpret_cast<float2*>(smem + lay.bcf + (i & 1) * kSeqT * kSeqN * 8); };
+  auto issue = [&](int i) {
+    T* r = raw(i);
+    const int t0 = s0 + i * kSeqT;
+    const int lim = s1;  // rows past the segment are zero-filled
+    stage_rows<T>(r, Dl, p.delta_ld, row0, t0, kSeqT, lim, c0, CW, dim, p.vec, tid, CW);
+    stage_rows<T>(r + kSeqT * CW, U_, p.u_ld, row0, t0, kSeqT, lim, c0, CW, dim, p.vec, tid, CW);
+    if (Z) stage_rows<T>(r + 2 * kSeqT * CW, Z, p.z_ld, row0, t0, kSeqT, lim, c0, CW, dim, p.vec, tid, CW);
+    T* rb = rawbc(i);
+    ScanK q = p;
+    q.len = lim;  // stage_bc zero-fills rows at or past len
+    stage_bc<T>(rb, rb + kSeqT * N, q, row0, t0, kSeqT, grp, tid, CW);
+    cp_async_commit();
+  };
+  auto prep = [&](int i) {
+    const T* rb = rawbc(i);
+    prep_bc<T>(bcf(i), rb, rb + kSeqT * N, kSeqT, N, kSeqN, tid, CW);
+  };
+
+  const int ntiles = (s1 - s0 + kSeqT - 1) / kSeqT;
+  issue(0);
+  cp_async_wait<0>();
+  __syncthreads();
+  prep(0);
+  __syncthreads();
+  for (int i = 0; i < ntiles; ++i) {
+    const int t0 = s0 + i * kSeqT, tn = min(kSeqT, s1 - t0);
+    if (i + 1 < ntiles) issue(i + 1);
+    if (PASS == 2 && p.ckpt && (t0 % kChunk) == 0 && cvalid) {
+      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N;
+#pragma unroll
+      for (int n = 0; n < kSeqN; ++n)
+        if (n < N) dst[n] = h[n];
+    }
+    const T* rd = raw(i);
+    const T* ru = rd + kSeqT * CW;
+    const T* rz = rd + 2 * kSeqT * CW;
+    const float4* bc4 = reinterpret_cast<const float4*>(bcf(i));
+    // The tile's outputs stay in registers until its last token: a store inside the loop
+    // would keep the next token's shared-memory loads from being issued early.
+    float ys[kSeqT];
+#pragma unroll
+    for (int t = 0; t < kSeqT; ++t) {
+      if (t >= tn) break;
+      float dt = to_f(rd[t * CW + tid]) + bias;
+      if (p.softplus) dt = softplus_f(dt);
+      const float uu = to_f(ru[t * CW + tid]);
+      const float du = dt * uu;
+      float y = 0.f;
+#pragma unroll
+      for (int n = 0; n < kSeqN; n += 2) {
+        const float4 v = bc4[t * (kSeqN / 2) + n / 2];  // (B_n, C_n, B_n+1, C_n+1), broadcast
+        h[n] = fmaf(ex2(dt * A2[n]), h[n], du * v.x);
+        h[n + 1] = fmaf(ex2(dt * A2[n + 1]), h[n + 1], du * v.z);
+        if (PASS == 2) y = fmaf(h[n], v.y, fmaf(h[n + 1], v.w, y));
+      }
+      if (PASS == 1) {
+        dsum += dt;
+      } else {
+        y = fmaf(Dv, uu, y);
+        if (Z) y *= silu_f(to_f(rz[t * CW + tid]));
+        ys[t] = y;
+      }
+    }
+    if (PASS == 2 && cvalid) {
+#pragma unroll
+      for (int t = 0; t < kSeqT; ++t)
+        if (t < tn) st_global(out + (row0 + t0 + t) * p.out_ld + c, ys[t]);
+    }
+    if (i + 1 < ntiles) {
+      cp_async_wait<0>();
+      __syncthreads();  // tile i+1 landed; everyone is done with bcf(i+1)'s old contents
+      prep(i + 1);
+      __syncthreads();
+    }
+  }
+  if (!cvalid) return;
+  if (PASS == 1) {
+    float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
+#pragma unroll
+    for (int n = 0; n < kSeqN; ++n)
+      if (n < N) w[n] = h[n];
+    w[16] = dsum;
+  } else if (p.h_final && seg == p.P - 1) {
+    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + c) * N;
+#pragma unroll
+    for (int n = 0; n < kSeqN; ++n)
+      if (n < N) dst[n] = h[n];
+  }
+}
+
+// Backward, first pass for time segments: the local adjoint of segment q ≥ 1, i.e. the
+// gradient w.r.t. the state before its first token from its own outputs alone
+// (ḡ ← a_t ⊙ (ḡ + dy_t·C_t), walked last token to first from ḡ = 0), and Σδ.
+template <typename T>
+__global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, CW = blockDim.x;
+  const int N = p.N, L = p.len, dim = p.dim;
+  const int c0 = blockIdx.x * CW, c = c0 + tid, seg = blockIdx.y + 1, b = blockIdx.z;
+  const bool cvalid = c < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const int s0 = seg * p.Lseg, s1 = min(L, s0 + p.Lseg);
+  const SeqLayout lay = seq_layout(sizeof(T), CW, N);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* Z = static_cast<const T*>(p.z);
+  const T* DO = static_cast<const T*>(p.dout);
+  float A2[kSeqN], gr[kSeqN];
+#pragma unroll
+  for (int n = 0; n < kSeqN; ++n) {
+    A2[n] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
+    gr[n] = 0.f;
+  }
+  const float bias = cvalid && p.bias ? p.bias[c] : 0.f;
+  float dsum = 0.f;
+  auto raw = [&](int i) { return reinterpret_cast<T*>(smem + lay.raw + (i & 1) * lay.raw_sz); };
+  auto rawbc = [&](int i) { return reinterpret_cast<T*>(smem + lay.bcraw + (i & 1) * lay.bcraw_sz); };
+  auto bcf = [&](int i) { return reinterpret_cast<float2*>(smem + lay.bcf + (i & 1) * kSeqT * kSeqN * 8); };
+  const int ntiles = (s1 - s0 + kSeqT - 1) / kSeqT;
+  // Tiles are walked last to first; j counts them (buffers alternate on j).
+  auto issue = [&](int j) {
+    const int i = ntiles - 1 - j;
+    T* r = raw(j);
+    const int t0 = s0 + i * kSeqT;
+    stage_rows<T>(r, Dl, p.delta_ld, row0, t0, kSeqT, s1, c0, CW, dim, p.vec, tid, CW);
+    stage_rows<T>(r + kSeqT * CW, DO, p.dout_ld, row0, t0, kSeqT, s1, c0, CW, dim, p.vec, tid, CW);
+    if (Z) stage_rows<T>(r + 2 * kSeqT * CW, Z, p.z_ld, row0, t0, kSeqT, s1, c0, CW, dim, p.vec, tid, CW);
+    T* rb = rawbc(j);
+    ScanK q = p;
+    q.len = s1;
+    stage_bc<T>(rb, rb + kSeqT * N, q, row0, t0, kSeqT, grp, tid, CW);
+    cp_async_commit();
+  };
+  auto prep = [&](int j) {
+    const T* rb = rawbc(j);
+    prep_bc<T>(bcf(j), rb, rb + kSeqT * N, kSeqT, N, kSeqN, tid, CW);
+  };
+  issue(0);
+  cp_async_wait<0>();
+  __syncthreads();
+  prep(0);
+  __syncthreads();
+  for (int j = 0; j < ntiles; ++j) {
+    const int i = ntiles - 1 - j;
+    const int t0 = s0 + i * kSeqT, tn = min(kSeqT, s1 - t0);
+    if (j + 1 < ntiles) issue(j + 1);
+    const T* rd = raw(j);
+    const T* ro = rd + kSeqT * CW;
+    const T* rz = rd + 2 * kSeqT * CW;
+    const float4* bc4 = reinterpret_cast<const float4*>(bcf(j));
+#pragma unroll 2
+    for (int t = tn - 1; t >= 0; --t) {
+      float dt = to_f(rd[t * CW + tid]) + bias;
+      if (p.softplus) dt = softplus_f(dt);
+      float dyv = to_f(ro[t * CW + tid]);
+      if (Z) dyv *= silu_f(to_f(rz[t * CW + tid]));
+      dsum += dt;
+#pragma unroll
+      for (int n = 0; n < kSeqN; n += 2) {
+        const float4 v = bc4[t * (kSeqN / 2) + n / 2];
+        gr[n] = ex2(dt * A2[n]) * fmaf(dyv, v.y, gr[n]);
+        gr[n + 1] = ex2(dt * A2[n + 1]) * fmaf(dyv, v.w, gr[n + 1]);
+      }
+    }
+    if (j + 1 < ntiles) {
+      cp_async_wait<0>();
+      __syncthreads();
+      prep(j + 1);
+      __syncthreads();
+    }
+  }
+  if (!cvalid) return;
+  float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
+#pragma unroll
+  for (int n = 0; n < kSeqN; ++n)
+    if (n < N) w[n] = gr[n];
+  w[16] = dsum;
+}
+
+// ---- backward, one lane per channel ----------------------------------------------------
+// For dstate ≤ 16. Per chunk of kScanChunk tokens (last to first), from the chunk's
+// checkpoint:
+//   pass a: rerun the recurrence, keeping the state every kBT tokens (shared memory);
+//   pass b: per kBT-token sub-chunk (last first) and per state n: rerun its kBT steps
+//           (a_t, h_t in registers), then the adjoint ḡ_t = dy_t·C_t + a_{t+1}·ḡ_{t+1},
+//           accumulating the per-token sums d(δu) = Σ ḡB, dδ = Σ q·A (q = ḡ·a_t·h_{t−1})
+//           and ⟨h, C⟩ in registers; dB, dC (sums over channels) go through a per-warp
+//           transpose in shared memory, one atomic per (token, state) per warp.
+// Staging is by half chunks (kBH tokens) to keep shared memory small.
+constexpr int kBT = 8;
+constexpr int kBH = 32;
+
+struct BseqLayout {
+  int raw, bcraw, bcf, sub, red, total;
+};
+__host__ __device__ inline BseqLayout bseq_layout(int es, int CW, int N) {
+  BseqLayout L{};
+  int off = 0;
+  L.raw = off, off += align16(4 * kBH * CW * es);  // delta | u | z | dout
+  L.bcraw = off, off += align16(2 * kBH * N * es);
+  L.bcf = off, off += kBH * kSeqN * 8;
+  L.sub = off, off += (kChunk / kBT) * CW * kSeqN * 4;
+  L.red = off, off += (CW / 32) * 2 * kBT * 32 * 4;
+  L.total = off;
+  return L;
+}
+
+template <typename T>
+__global__ void __launch_bounds__(64) scan_bwd_seq_kernel(const ScanK p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, CW = blockDim.x, lane = tid & 31, warp = tid >> 5;
+  const int N = p.N, L = p.len, dim = p.dim;
+  const int c0 = blockIdx.x * CW, c = c0 + tid, seg = blockIdx.y, b = blockIdx.z;
+  const bool cvalid = c < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const BseqLayout lay = bseq_layout(sizeof(T), CW, N);
+  T* rd = reinterpret_cast<T*>(smem + lay.raw);
+  T* ru = rd + kBH * CW;
+  T* rz = ru + kBH * CW;
+  T* ro = rz + kBH * CW;
+  T* rb = reinterpret_cast<T*>(smem + lay.bcraw);
+  float2* bcf = reinterpret_cast<float2*>(smem + lay.bcf);
+  float* sub = reinterpret_cast<float*>(smem + lay.sub);
+  float* red = reinterpret_cast<float*>(smem + lay.red) + warp * 2 * kBT * 32;
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* U_ = static_cast<const T*>(p.u);
+  const T* Z = static_cast<const T*>(p.z);
+  const T* DO = static_cast<const T*>(p.dout);
+  T* DU = static_cast<T*>(p.du);
+  T* DDL = static_cast<T*>(p.ddelta);
+  T* DZ = static_cast<T*>(p.dz);
+
+  float A2[kSeqN], gr[kSeqN], dAc[kSeqN];
+#pragma unroll
+  for (int n = 0; n < kSeqN; ++n) {
+    A2[n] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
+    gr[n] = 0.f;
+  }
+  const float bias = cvalid && p.bias ? p.bias[c] : 0.f;
+  const float Dv = cvalid && p.D ? p.D[c] : 0.f;
+  for (int q = p.P - 1; q > seg; --q) {  // the adjoint the later segments send back
+    const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
+    const float sd = w[16];
+#pragma unroll
+    for (int n = 0; n < kSeqN; ++n) gr[n] = fmaf(ex2(sd * A2[n]), gr[n], n < N ? w[n] : 0.f);
+  }
+  float accD = 0.f, accB = 0.f;
+
+  auto stage = [&](int t0h) {
+    __syncthreads();  // the previous half's readers are done
+    stage_rows<T>(rd, Dl, p.delta_ld, row0, t0h, kBH, L, c0, CW, dim, p.vec, tid, CW);
+    stage_rows<T>(ru, U_, p.u_ld, row0, t0h, kBH, L, c0, CW, dim, p.vec, tid, CW);
+    if (Z) stage_rows<T>(rz, Z, p.z_ld, row0, t0h, kBH, L, c0, CW, dim, p.vec, tid, CW);
+    stage_rows<T>(ro, DO, p.dout_ld, row0, t0h, kBH, L, c0, CW, dim, p.vec, tid, CW);
+    stage_bc<T>(rb, rb + kBH * N, p, row0, t0h, kBH, grp, tid, CW);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    prep_bc<T>(bcf, rb, rb + kBH * N, kBH, N, kSeqN, tid, CW);
+    __syncthreads();
+  };
+  // δ, δu, dy, u of staged token t (zeros past the sequence: those steps are identities).
+  auto tok = [&](int t, float& dt, float& du, float& dy, float& uu) {
+    dt = to_f(rd[t * CW + tid]) + bias;
+    if (p.softplus) dt = softplus_f(dt);
+    uu = to_f(ru[t * CW + tid]);
+    du = dt * uu;
+    dy = to_f(ro[t * CW + tid]);
+    if (Z) dy *= silu_f(to_f(rz[t * CW + tid]));
+  };
+
+  const int kbeg = seg * (p.Lseg / kChunk), kend = min(p.nck, (seg + 1) * (p.Lseg / kChunk));
+  for (int k = kend - 1; k >= kbeg; --k) {
+    const int t0 = k * kChunk, tn = min(kChunk, L - t0);
+    const int nh = (tn + kBH - 1) / kBH;
+#pragma unroll
+    for (int n = 0; n < kSeqN; ++n) dAc[n] = 0.f;
+    // pass a
+    {
+      float h[kSeqN];
+      const float* src = p.ckpt_in + ((static_cast<int64_t>(b) * p.nck + k) * dim + (cvalid ? c : 0)) * N;
+#pragma unroll
+      for (int n = 0; n < kSeqN; ++n) h[n] = cvalid && n < N ? src[n] : 0.f;
+      for (int hf = 0; hf < nh; ++hf) {
+        stage(t0 + hf * kBH);
+        const int tnh = min(kBH, tn - hf * kBH);
+        for (int tb = 0; tb < tnh; tb += kBT) {
+          float4* dst = reinterpret_cast<float4*>(sub + (((hf * kBH + tb) / kBT) * CW + tid) * kSeqN);
+#pragma unroll
+          for (int n = 0; n < kSeqN; n += 4) dst[n / 4] = make_float4(h[n], h[n + 1], h[n + 2], h[n + 3]);
+#pragma unroll
+          for (int t = 0; t < kBT; ++t) {
+            float dt, du, dy, uu;
+            tok(tb + t, dt, du, dy, uu);
+            const float4* bc4 = reinterpret_cast<const float4*>(bcf + (tb + t) * kSeqN);
+#pragma unroll
+            for (int n = 0; n < kSeqN; n += 2) {
+              const float4 v = bc4[n / 2];
+              h[n] = fmaf(ex2(dt * A2[n]), h[n], du * v.x);
+              h[n + 1] = fmaf(ex2(dt * A2[n + 1]), h[n + 1], du * v.z);
+            }
+          }
+        }
+      }
+    }
+    // pass b: halves, sub-chunks and tokens last to first; the last half is still staged.
+    for (int hf = nh - 1; hf >= 0; --hf) {
+      if (hf != nh - 1) stage(t0 + hf * kBH);
+      const int tnh = min(kBH, tn - hf * kBH);
+      for (int j = (tnh - 1) / kBT; j >= 0; --j) {
+        const int tb = j * kBT;
+        float dt[kBT], du[kBT], dy[kBT], uu[kBT], r[kBT], qa[kBT], yp[kBT];
+#pragma unroll
+        for (int t = 0; t < kBT; ++t) {
+          tok(tb + t, dt[t], du[t], dy[t], uu[t]);
+          r[t] = 0.f, qa[t] = 0.f, yp[t] = 0.f;
+        }
+        const float* hs = sub + (((hf * kBH + tb) / kBT) * CW + tid) * kSeqN;
+#pragma unroll
+        for (int n = 0; n < kSeqN; ++n) {
+          const float hprev = hs[n];
+          float a[kBT], hh[kBT];
+#pragma unroll
+          for (int t = 0; t < kBT; ++t) {
+            a[t] = ex2(dt[t] * A2[n]);
+            hh[t] = fmaf(a[t], t ? hh[t - 1] : hprev, du[t] * bcf[(tb + t) * kSeqN + n].x);
+          }
+          float db[kBT], dc[kBT];
+#pragma unroll
+          for (int t = kBT - 1; t >= 0; --t) {
+            const float2 v = bcf[(tb + t) * kSeqN + n];
+            const float gb = fmaf(dy[t], v.y, gr[n]);
+            yp[t] = fmaf(hh[t], v.y, yp[t]);
+            db[t] = gb * du[t];
+            dc[t] = dy[t] * hh[t];
+            r[t] = fmaf(gb, v.x, r[t]);
+            const float q = gb * a[t] * (t ? hh[t - 1] : hprev);
+            qa[t] = fmaf(q, A2[n], qa[t]);
+            dAc[n] = fmaf(q, dt[t], dAc[n]);
+            gr[n] = a[t] * gb;
+          }
+          if (n < N) {  // dB, dC of state n: sum over the warp's 32 channels
+#pragma unroll
+            for (int t = 0; t < kBT; ++t) red[t * 32 + lane] = db[t], red[(kBT + t) * 32 + lane] = dc[t];
+            __syncwarp();
+            const int ty = (lane >> 3) & 1, tt = lane & 7, half = lane >> 4;
+            const float4* v4 = reinterpret_cast<const float4*>(red + (ty * kBT + tt) * 32 + half * 16);
+            const float4 x0 = v4[0], x1 = v4[1], x2 = v4[2], x3 = v4[3];
+            float sum = ((x0.x + x0.y) + (x0.z + x0.w)) + ((x1.x + x1.y) + (x1.z + x1.w)) +
+                        ((x2.x + x2.y) + (x2.z + x2.w)) + ((x3.x + x3.y) + (x3.z + x3.w));
+            sum += __shfl_xor_sync(0xffffffffu, sum, 16);
+            const int tg = t0 + hf * kBH + tb + tt;
+            if (half == 0 && tg < L)
+              atomicAdd((ty ? p.dC : p.dB) + (row0 + tg) * p.dbc_ld + static_cast<int64_t>(grp) * N + n, sum);
+            __syncwarp();
+          }
+        }
+        if (cvalid) {
+#pragma unroll
+          for (int t = 0; t < kBT; ++t) {
+            const int tl = tb + t;
+            if (tl >= tnh) break;
+            const int64_t row = row0 + t0 + hf * kBH + tl;
+            float ddt = fmaf(r[t], uu[t], qa[t] * kLn2);  // q·A with A = A2·ln 2
+            if (p.softplus) ddt *= softplus_grad_f(to_f(rd[tl * CW + tid]) + bias);
+            st_global(DU + row * p.du_ld + c, fmaf(r[t], dt[t], dy[t] * Dv));
+            st_global(DDL + row * p.ddelta_ld + c, ddt);
+            if (Z) {
+              const float zz = to_f(rz[tl * CW + tid]);
+              st_global(DZ + row * p.dz_ld + c, to_f(ro[tl * CW + tid]) * fmaf(Dv, uu[t], yp[t]) * silu_grad_f(zz));
+            }
+            accD = fmaf(dy[t], uu[t], accD);
+            accB += ddt;
+          }
+        }
+      }
+    }
+    if (cvalid) {
+#pragma unroll
+      for (int n = 0; n < kSeqN; ++n)
+        if (n < N) atomicAdd(p.dA + static_cast<int64_t>(c) * N + n, dAc[n]);
+    }
+  }
+  if (!cvalid) return;
+  if (p.dh0 && seg == 0) {
+#pragma unroll
+    for (int n = 0; n < kSeqN; ++n)
+      if (n < N) p.dh0[(static_cast<int64_t>(b) * dim + c) * N + n] += gr[n];
+  }
+  if (p.dD) atomicAdd(p.dD + c, accD);
+  if (p.dbias) atomicAdd(p.dbias + c, accB);
+}
+
+// ---- backward -----------------------------------------------------------------------
+template <typename T, int S>
+__global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, NT = blockDim.x;
+  const int G = p.G, CB = p.CB, N = p.N, L = p.len, dim = p.dim, Npad = p.Npad;
+  const int lgG = __ffs(G) - 1, lgCB = __ffs(CB) - 1;
+  const int cl = tid >> lgG, g = tid & (G - 1);
+  const int b = blockIdx.y, c0 = blockIdx.x * CB, c = c0 + cl, seg = blockIdx.z;
+  const bool cvalid = c < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const BwdLayout lay = bwd_layout(sizeof(T), NT, CB, N, Npad, S);
+  T* ru = reinterpret_cast<T*>(smem + lay.raw);
+  T* rd = ru + kChunk * CB;
+  T* rz = ru + 2 * kChunk * CB;
+  T* ro = ru + 3 * kChunk * CB;
+  T* rb = reinterpret_cast<T*>(smem + lay.bcraw);
+  float2* dd = reinterpret_cast<float2*>(smem + lay.dd);
+  float* dy = reinterpret_cast<float*>(smem + lay.dy);
+  float2* bc = reinterpret_cast<float2*>(smem + lay.bc);
+  float* sub = reinterpret_cast<float*>(smem + lay.sub);
+  float* part_r = reinterpret_cast<float*>(smem + lay.part);
+  float* part_q = part_r + kTS * NT;
+  float* part_y = part_q + kTS * NT;
+  float* dbc = reinterpret_cast<float*>(smem + lay.dbc);
+  float* sbias = reinterpret_cast<float*>(smem + lay.par);
+  float* sD = sbias + CB;
+  float* sdD = sD + CB;
+  float* sdbias = sdD + CB;
+  const T* U_ = static_cast<const T*>(p.u);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* Z = static_cast<const T*>(p.z);
+  const T* DO = static_cast<const T*>(p.dout);
+  T* DU = static_cast<T*>(p.du);
+  T* DDL = static_cast<T*>(p.ddelta);
+  T* DZ = static_cast<T*>(p.dz);
+  const bool v4 = (CB & 3) == 0;
+
+  float An[S], A2[S], gr[S], dAc[S], dAt[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int n = g * S + s;
+    An[s] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] : 0.f;
+    A2[s] = An[s] * kLog2e;
+    gr[s] = 0.f, dAc[s] = 0.f, dAt[s] = 0.f;
+  }
+  for (int i = tid; i < CB; i += NT) {
+    const bool ok = c0 + i < dim;
+    sbias[i] = ok && p.bias ? p.bias[c0 + i] : 0.f;
+    sD[i] = ok && p.D ? p.D[c0 + i] : 0.f;
+    sdD[i] = 0.f, sdbias[i] = 0.f;
+  }
+  // Segment seg starts from the adjoint the later segments send back, folded from their
+  // local adjoints (scan_bwd_seg_kernel):  ḡ ← exp2(A·log2e·Σδ_q) ⊙ ḡ + ḡloc_q.
+  for (int q = p.P - 1; q > seg; --q) {
+    const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
+    const float sd = w[16];
+#pragma unroll
+    for (int s = 0; s < S; ++s) gr[s] = fmaf(ex2(sd * A2[s]), gr[s], g * S + s < N ? w[g * S + s] : 0.f);
+  }
+  // Each thread's epilogue items keep one channel column (NT is a multiple of CB).
+  float acc_dD[4] = {0.f, 0.f, 0.f, 0.f}, acc_db[4] = {0.f, 0.f, 0.f, 0.f};
+  const float2* bcl = bc + g * S;
+  // Few, heavy epilogue items idle most threads: use 4 channels an item only when there
+  // are enough items for everyone.
+  const bool ve4 = v4 && (kTS * CB) / 4 >= NT;
+  const int kbeg = seg * (p.Lseg / kChunk), kend = min(p.nck, (seg + 1) * (p.Lseg / kChunk));
+
+  for (int k = kend - 1; k >= kbeg; --k) {
+    const int t0 = k * kChunk, tn = min(kChunk, L - t0);
+    stage_rows<T>(ru, U_, p.u_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
+    stage_rows<T>(rd, Dl, p.delta_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
+    if (Z) stage_rows<T>(rz, Z, p.z_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
+    stage_rows<T>(ro, DO, p.dout_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
+    stage_bc<T>(rb, rb + kChunk * N, p, row0, t0, kChunk, grp, tid, NT);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    if (v4)
+      prep_elems<T, 4, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, kChunk, CB, lgCB, tn, p.softplus, tid, NT);
+    else
+      prep_elems<T, 1, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, kChunk, CB, lgCB, tn, p.softplus, tid, NT);
+    prep_bc<T>(bc, rb, rb + kChunk * N, kChunk, N, Npad, tid, NT);
+    __syncthreads();
+
+    // pass a: states at the sub-chunk starts (each lane reads back only its own).
+    {
+      float h[S];
+      const float* src = p.ckpt_in + ((static_cast<int64_t>(b) * p.nck + k) * dim + c) * N;
+#pragma unroll
+      for (int s = 0; s < S; ++s) h[s] = cvalid && g * S + s < N ? src[g * S + s] : 0.f;
+      for (int tb = 0; tb < tn; tb += kTS) {
+        float2 d[kTS];
+        float Bv[kTS][S], Cv[kTS][S];
+#pragma unroll
+        for (int t = 0; t < kTS; ++t) d[t] = dd[(tb + t) * CB + cl], load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
+#pragma unroll
+        for (int s = 0; s < S; ++s) sub[((tb / kTS) * NT + tid) * S + s] = h[s];
+#pragma unroll
+        for (int t = 0; t < kTS; ++t)
+#pragma unroll
+          for (int s = 0; s < S; ++s) h[s] = fmaf(ex2(d[t].x * A2[s]), h[s], d[t].y * Bv[t][s]);
+      }
+    }
+
+    // pass b: sub-chunks last to first.
+    for (int j = (tn + kTS - 1) / kTS - 1; j >= 0; --j) {
+      const int tb = j * kTS;
+      float hh[kTS + 1][S], aa[kTS][S];
+      float2 d[kTS];
+      float dyv[kTS], Bv[kTS][S], Cv[kTS][S];
+#pragma unroll
+      for (int t = 0; t < kTS; ++t) {
+        d[t] = dd[(tb + t) * CB + cl], dyv[t] = dy[(tb + t) * CB + cl];
+        load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
+      }
+#pragma unroll
+      for (int s = 0; s < S; ++s) hh[0][s] = sub[(j * NT + tid) * S + s];
+#pragma unroll
+      for (int t = 0; t < kTS; ++t)
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          aa[t][s] = ex2(d[t].x * A2[s]);
+          hh[t + 1][s] = fmaf(aa[t][s], hh[t][s], d[t].y * Bv[t][s]);
+        }
+      // Outputs stay in registers until the loop ends: no store between the loads.
+      float o_r[kTS], o_q[kTS], o_y[kTS], o_bc[kTS][2 * S];
+#pragma unroll
+      for (int t = kTS - 1; t >= 0; --t) {
+        float r = 0.f, q_sum = 0.f, yp = 0.f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          const float gb = fmaf(dyv[t], Cv[t][s], gr[s]);
+          yp = fmaf(hh[t + 1][s], Cv[t][s], yp);
+          o_bc[t][2 * s] = gb * d[t].y;
+          o_bc[t][2 * s + 1] = dyv[t] * hh[t + 1][s];
+          r = fmaf(gb, Bv[t][s], r);
+          const float q = gb * aa[t][s] * hh[t][s];
+          q_sum = fmaf(q, An[s], q_sum);
+          dAc[s] = fmaf(q, d[t].x, dAc[s]);
+          gr[s] = aa[t][s] * gb;
+        }
+        o_r[t] = r, o_q[t] = q_sum, o_y[t] = yp;
+      }
+#pragma unroll
+      for (int t = 0; t < kTS; ++t) {
+        part_r[t * NT + tid] = o_r[t];
+        part_q[t * NT + tid] = o_q[t];
+        part_y[t * NT + tid] = o_y[t];
+        float* dst = dbc + (t * NT + tid) * 2 * S;
+        if constexpr (S == 1) {
+          *reinterpret_cast<float2*>(dst) = make_float2(o_bc[t][0], o_bc[t][1]);
+        } else {
+#pragma unroll
+          for (int s = 0; s < 2 * S; s += 4)
+            *reinterpret_cast<float4*>(dst + s) = make_float4(o_bc[t][s], o_bc[t][s + 1], o_bc[t][s + 2], o_bc[t][s + 3]);
+        }
+      }
+      __syncthreads();
+
+      // dB, dC: sum over the block's channels, one atomic per (token, state).
+      for (int o = tid; o < kTS * 2 * N; o += NT) {
+        const int t = o / (2 * N), rem = o - t * 2 * N, n = rem >> 1, which = rem & 1;
+        const int tg = t0 + tb + t;
+        if (tg >= L) continue;
+        const int gg = n / S, ss = n - gg * S;
+        const float* src = dbc + (t * NT + gg) * 2 * S + 2 * ss + which;
+        float sum = 0.f;
+        for (int l = 0; l < CB; ++l) sum += src[l * G * 2 * S];
+        float* gdst = (which ? p.dC : p.dB) + (row0 + tg) * p.dbc_ld + static_cast<int64_t>(grp) * N + n;
+        atomicAdd(gdst, sum);
+      }
+
+      // epilogue: du, ddelta, dz for the sub-chunk's tokens, VE channels an item.
+      auto epi = [&](auto ve_tag) {
+        constexpr int VE = decltype(ve_tag)::value;
+        const int items = kTS * CB / VE;
+        for (int qi = tid; qi < items; qi += NT) {
+          const int e = qi * VE, t = e >> lgCB, kk = e & (CB - 1);
+          const int tg = t0 + tb + t;
+          if (tg >= L) continue;
+          const int es = (tb + t) * CB + kk;  // element in the chunk arrays
+          float uv[VE], dv[VE], zv[VE], ov[VE];
+          if constexpr (VE == 4) {
+            load4(ru + es, uv), load4(rd + es, dv), load4(ro + es, ov);
+            if (Z) load4(rz + es, zv);
+          } else {
+            uv[0] = to_f(ru[es]), dv[0] = to_f(rd[es]), ov[0] = to_f(ro[es]);
+            if (Z) zv[0] = to_f(rz[es]);
+          }
+          const int64_t row = row0 + tg;
+#pragma unroll
+          for (int jj = 0; jj < VE; ++jj) {
+            const int ch = kk + jj;
+            if (c0 + ch >= dim) continue;
+            const float r = sum_lanes(part_r + t * NT + ch * G, G);
+            const float qs = sum_lanes(part_q + t * NT + ch * G, G);
+            const float dt = dd[es + jj].x, dyj = dy[es + jj];
+            DU[row * p.du_ld + c0 + ch] = from_f<T>(fmaf(r, dt, dyj * sD[ch]));
+            float ddt = fmaf(r, uv[jj], qs);
+            if (p.softplus) ddt *= softplus_grad_f(dv[jj] + sbias[ch]);
+            DDL[row * p.ddelta_ld + c0 + ch] = from_f<T>(ddt);
+            if (Z) {
+              const float y = sum_lanes(part_y + t * NT + ch * G, G) + sD[ch] * uv[jj];
+              DZ[row * p.dz_ld + c0 + ch] = from_f<T>(ov[jj] * y * silu_grad_f(zv[jj]));
+            }
+            acc_dD[jj] = fmaf(dyj, uv[jj], acc_dD[jj]);
+            acc_db[jj] += ddt;
+          }
+        }
+      };
+      if (ve4)
+        epi(std::integral_constant<int, 4>{});
+      else
+        epi(std::integral_constant<int, 1>{});
+      __syncthreads();  // part/dbc are rewritten by the next sub-chunk
+    }
+    // Two-level sums keep dA accurate over long sequences.
+#pragma unroll
+    for (int s = 0; s < S; ++s) dAt[s] += dAc[s], dAc[s] = 0.f;
+  }
+
+  if (cvalid) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+      const int n = g * S + s;
+      if (n >= N) continue;
+      atomicAdd(p.dA + static_cast<int64_t>(c) * N + n, dAt[s]);
+      if (p.dh0 && seg == 0) p.dh0[(static_cast<int64_t>(b) * dim + c) * N + n] += gr[s];
+    }
+  }
+  {
+    const int ve = ve4 ? 4 : 1;
+    const int kk = (tid * ve) & (CB - 1);
+    for (int jj = 0; jj < ve; ++jj) {
+      atomicAdd(sdD + kk + jj, acc_dD[jj]);
+      atomicAdd(sdbias + kk + jj, acc_db[jj]);
+    }
+  }
+  __syncthreads();
+  for (int i = tid; i < CB; i += NT) {
+    if (c0 + i >= dim) continue;
+    if (p.dD) atomicAdd(p.dD + c0 + i, sdD[i]);
+    if (p.dbias) atomicAdd(p.dbias + c0 + i, sdbias[i]);
+  }
+}
+
+// ---- single-token step ----------------------------------------------------------------
+// One thread per (sequence, channel); same arithmetic as the scan (δu·B, then the fma).
+template <typename T>
+__global__ void __launch_bounds__(128) scan_step_kernel(const ScanK p, float* h) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<int64_t>(p.batch) * p.dim) return;
+  const int b = static_cast<int>(idx / p.dim), c = static_cast<int>(idx - static_cast<int64_t>(b) * p.dim);
+  const int N = p.N;
+  const T* U = static_cast<const T*>(p.u);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* B = static_cast<const T*>(p.B) + b * p.bc_ld + static_cast<int64_t>(c / p.dpg) * N;
+  const T* C = static_cast<const T*>(p.C) + b * p.bc_ld + static_cast<int64_t>(c / p.dpg) * N;
+  float dt = to_f(Dl[b * p.delta_ld + c]) + (p.bias ? p.bias[c] : 0.f);
+  if (p.softplus) dt = softplus_f(dt);
+  const float uu = to_f(U[b * p.u_ld + c]);
+  const float du = dt * uu;
+  float* hc = h + idx * N;
+  const float* Ac = p.A + static_cast<int64_t>(c) * N;
+  float y = 0.f;
+  for (int n = 0; n < N; ++n) {
+    const float hn = fmaf(ex2(dt * (Ac[n] * kLog2e)), hc[n], du * to_f(B[n]));
+    hc[n] = hn;
+    y = fmaf(hn, to_f(C[n]), y);
+  }
+  y += (p.D ? p.D[c] : 0.f) * uu;
+  if (p.z) y *= silu_f(to_f(static_cast<const T*>(p.z)[b * p.z_ld + c]));
+  static_cast<T*>(p.out)[b * p.out_ld + c] = from_f<T>(y);
+}
+
+template <typename Kern>
+int set_smem(Kern kern, int bytes) {
+  if (bytes <= 48 * 1024) return cudaSuccess;
+  return cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+}
+
+template <typename T>
+int launch_seq(const ScanK& k, cudaStream_t s) {
+  const int smem = seq_layout(sizeof(T), k.CW, k.N).total;
+  const unsigned gx = (k.dim + k.CW - 1) / k.CW;
+  if (k.P > 1) {
+    if (int e = set_smem(scan_fwd_seq_kernel<T, 1>, smem)) return e;
+    scan_fwd_seq_kernel<T, 1><<<dim3(gx, k.P - 1, k.batch), k.CW, smem, s>>>(k);
+  }
+  if (int e = set_smem(scan_fwd_seq_kernel<T, 2>, smem)) return e;
+  scan_fwd_seq_kernel<T, 2><<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
+  return cudaGetLastError();
+}
+
+template <typename T, int S>
+int launch_fwd(const ScanK& k, cudaStream_t s) {
+  if (k.seq) return launch_seq<T>(k, s);
+  auto kern = scan_fwd_kernel<T, S>;
+  if (k.smem > 48 * 1024) {
+    const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, k.smem);
+    if (e != cudaSuccess) return e;
+  }
+  kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch), k.NT, k.smem, s>>>(k);
+  return cudaGetLastError();
+}
+template <typename T>
+int launch_bwd_seq(const ScanK& k, cudaStream_t s) {
+  const int smem = bseq_layout(sizeof(T), k.CW, k.N).total;
+  if (int e = set_smem(scan_bwd_seq_kernel<T>, smem)) return e;
+  scan_bwd_seq_kernel<T><<<dim3((k.dim + k.CW - 1) / k.CW, k.P, k.batch), k.CW, smem, s>>>(k);
+  return cudaGetLastError();
+}
+
+template <typename T, int S>
+int launch_bwd(const ScanK& k, cudaStream_t s) {
+  if (k.P > 1) {  // local adjoints of segments 1..P−1 first
+    const int smem = seq_layout(sizeof(T), k.CW, k.N).total;
+    if (int e = set_smem(scan_bwd_seg_kernel<T>, smem)) return e;
+    scan_bwd_seg_kernel<T><<<dim3((k.dim + k.CW - 1) / k.CW, k.P - 1, k.batch), k.CW, smem, s>>>(k);
+  }
+  if (k.seq) return launch_bwd_seq<T>(k, s);
+  auto kern = scan_bwd_kernel<T, S>;
+  if (int e = set_smem(kern, k.smem)) return e;
+  kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch, k.P), k.NT, k.smem, s>>>(k);
+  return cudaGetLastError();
+}
+
+template <typename T>
+int fwd_by_S(const ScanK& k, cudaStream_t s) {
+  switch (k.S) {
+    case 2: return launch_fwd<T, 2>(k, s);
+    case 4: return launch_fwd<T, 4>(k, s);
+    case 8: return launch_fwd<T, 8>(k, s);
+    case 16: return launch_fwd<T, 16>(k, s);
+  }
+  return cudaErrorInvalidValue;
+}
+template <typename T>
+int bwd_by_S(const ScanK& k, cudaStream_t s) {
+  switch (k.S) {
+    case 1: return launch_bwd<T, 1>(k, s);
+    case 2: return launch_bwd<T, 2>(k, s);
+    case 4: return launch_bwd<T, 4>(k, s);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+int scan_fwd_smem(int es, int NT, int CB, int Tt, int N, int Npad) {
+  return fwd_layout(es, NT, CB, Tt, N, Npad).total;
+}
+int scan_bwd_smem(int es, int NT, int CB, int Tsub, int N, int Npad, int S) {
+  (void)Tsub;
+  return bwd_layout(es, NT, CB, N, Npad, S).total;
+}
+
+int scan_seq_smem(int es, int CW, int N) { return seq_layout(es, CW, N).total; }
+
+int scan_fwd_launch(const ScanK& k, cudaStream_t s) {
+  switch (k.dtype) {
+    case 0: return fwd_by_S<float>(k, s);
+    case 1: return fwd_by_S<__half>(k, s);
+    case 2: return fwd_by_S<__nv_bfloat16>(k, s);
+  }
+  return cudaErrorInvalidValue;
+}
+int scan_bwd_launch(const ScanK& k, cudaStream_t s) {
+  switch (k.dtype) {
+    case 0: return bwd_by_S<float>(k, s);
+    case 1: return bwd_by_S<__half>(k, s);
+    case 2: return bwd_by_S<__nv_bfloat16>(k, s);
+  }
+  return cudaErrorInvalidValue;
+}
+int scan_step_launch(const ScanK& k, cudaStream_t s) {
+  const int64_t n = static_cast<int64_t>(k.batch) * k.dim;
+  const unsigned blocks = static_cast<unsigned>((n + 127) / 128);
+  switch (k.dtype) {
+    case 0: scan_step_kernel<float><<<blocks, 128, 0, s>>>(k, k.h_final); break;
+    case 1: scan_step_kernel<__half><<<blocks, 128, 0, s>>>(k, k.h_final); break;
+    case 2: scan_step_kernel<__nv_bfloat16><<<blocks, 128, 0, s>>>(k, k.h_final); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace mambaseq::cuda::detail

@@ -51,8 +51,9 @@ build-gpu/bench/bench_cuda $ref --out "$OUT/cuda_h100.md" ${SWEEP:+--sweep} 2>&1
 # PROFILE="0 2": Nsight Compute summaries of every kernel at those shapes (indices 0-3).
 if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then
   for i in $PROFILE; do
-    ncu --clock-control none --kernel-name regex:'scan_|conv_' --section SpeedOfLight --section Occupancy \
-      --section WarpStateStats --section SchedulerStats --section LaunchStats \
+    ncu --clock-control none --kernel-name regex:"${PROFILE_KERNELS:-scan_|conv_}" --section SpeedOfLight \
+      --section Occupancy --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      ${PROFILE_SOURCE:+--section SourceCounters --print-details all} \
       build-gpu/bench/bench_cuda --profile "$i" >> "$OUT/ncu.txt" 2>&1
   done
   echo "ncu: $(grep -c 'scan_\|conv_' "$OUT/ncu.txt") lines (ncu.txt)" | tee -a "$log"

@@ -9,4 +9,5 @@ void register_generate(CLI::App& app);  // cli/generate.cpp
 void register_score(CLI::App& app);     // cli/score.cpp
 void register_embed(CLI::App& app);     // cli/embed.cpp
 void register_init(CLI::App& app);      // cli/init.cpp
+void register_eval_predict(CLI::App& app);  // cli/eval_predict.cpp
 }  // namespace mambaseq::cli

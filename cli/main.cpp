@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   mambaseq::cli::register_score(app);
   mambaseq::cli::register_embed(app);
   mambaseq::cli::register_init(app);
+  mambaseq::cli::register_eval_predict(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "mambaseq/checkpoint.h"
 #include "mambaseq/error.h"
+#include "mambaseq/model_data.h"
 #include "mambaseq/report.h"
 #include "mambaseq/run_config.h"
 #include "mambaseq/safetensors.h"
@@ -59,6 +60,9 @@ void run_train(const TrainArgs& a) {
   std::fflush(stdout);
   const auto& hist = trainer.run();
   save_model(rc.output + "/model", model);
+  const ModelDataInfo info = data_info_from(train, rc.train.max_len, rc.data.sequence_column, rc.data.label_column);
+  save_model_data_info(rc.output + "/model", info);
+  if (std::filesystem::exists(rc.output + "/best/model.safetensors")) save_model_data_info(rc.output + "/best", info);
 
   MS_CHECK(test.size() > 0, "{}: the run has no test set (set data.test_fraction or give a test file)", a.config);
   EvalResult r = evaluate(model, test, rc.train.batch_size, rc.train.max_len);

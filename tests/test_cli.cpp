@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -98,5 +99,50 @@ TEST(Cli, TrainWritesModelMetricsLogsAndResumes) {
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("at step 3/3"), std::string::npos) << r.out;
+  fs::remove_all(out);
+}
+
+TEST(Cli, PredictStreamsProbabilitiesAndEvalScoresLabelledData) {
+  const std::string out = ::testing::TempDir() + "mambaseq_cli_pred_" + std::to_string(::getpid());
+  fs::remove_all(out);
+  ASSERT_EQ(run_cli("train --config " + write_tmp("p.yaml", kTiny) + " --out " + out + " --no-progress").code, 0);
+  const std::string fa = write_tmp("in.fa", ">s1 first\nACGTTATAATGG\nACGT\n>s2\nacgtnacgtRacgt\n>s3\nTTTT\n");
+  auto r = run_cli("predict --model " + out + "/model --fasta " + fa + " --out " + out + "/p.tsv --no-progress");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("1 IUPAC codes read as N"), std::string::npos) << r.out;
+  std::ifstream f(out + "/p.tsv");
+  std::string line;
+  std::getline(f, line);
+  EXPECT_EQ(line, "id\tpredicted\tp_absent\tp_present");
+  int rows = 0;
+  while (std::getline(f, line)) {
+    ++rows;
+    std::istringstream ss(line);
+    std::string id, pred;
+    double p0, p1;
+    ss >> id >> pred >> p0 >> p1;
+    EXPECT_EQ(id, "s" + std::to_string(rows));
+    EXPECT_NEAR(p0 + p1, 1.0, 1e-5);
+    EXPECT_EQ(pred, p1 > p0 ? "present" : "absent");
+  }
+  EXPECT_EQ(rows, 3);
+  // A character outside the alphabet names file and line, and leaves no output behind.
+  const std::string bad = write_tmp("bad.fa", ">a\nACGT\n>b\nAC\nGX\n");
+  r = run_cli("predict --model " + out + "/model --fasta " + bad + " --out " + out + "/bad.tsv --no-progress");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(bad + ":5"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(out + "/bad.tsv"));
+  for (const auto& e : fs::directory_iterator(out)) EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos);
+  // eval on a labelled CSV; a label the model never saw is an error naming the line.
+  const std::string csv = write_tmp("l.csv", "sequence,label\nACGTTATAATGGAC,present\nACGTACGTACGTAC,absent\n");
+  r = run_cli("eval --model " + out + "/model --data " + csv + " --out " + out + "/m.json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream mf(out + "/m.json");
+  auto j = nlohmann::json::parse(mf);
+  EXPECT_EQ(j["examples"].get<int>(), 2);
+  const std::string csv2 = write_tmp("l2.csv", "sequence,label\nACGT,present\nACGT,maybe\n");
+  r = run_cli("eval --model " + out + "/model --data " + csv2);
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find(csv2 + ":3"), std::string::npos) << r.out;
   fs::remove_all(out);
 }

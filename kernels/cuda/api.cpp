@@ -195,29 +195,20 @@ FwdPlan fwd_plan(const ScanArgs& a) {
   return f;
 }
 struct BwdPlan {
-  bool seq;
   int S, G, NT, P, Lseg, CW;
 };
 BwdPlan bwd_plan(const ScanArgs& a) {
   BwdPlan p{};
   const int Npad = pow2ceil(a.dstate);
   p.NT = 128;
-  const bool forced = env_cfg("MAMBASEQ_SCAN_BWD_CFG", &p.S, &p.G, &p.NT);
-  if (!forced) {
+  if (!env_cfg("MAMBASEQ_SCAN_BWD_CFG", &p.S, &p.G, &p.NT)) {
     p.S = Npad < 4 ? Npad : 4, p.G = Npad / p.S;
     if (p.G >= 16) p.NT = 256;
   }
   p.CW = seq_width(a);
   p.P = 1, p.Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
-  if (p.CW < 32) return p;
-  // One lane per channel (dstate ≤ 16), 64 channels a block unless groups forbid it.
-  p.seq = !forced;
-  if (p.seq) {
-    p.CW = p.CW >= 64 ? 64 : 32;
-    pick_segments(a, a.batch * a.dim, 48 * 1024, 256, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
-  } else {
-    pick_segments(a, a.batch * a.dim * p.G, 32 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
-  }
+  // Time segments need the lane-per-channel local-adjoint kernel (dstate ≤ 16).
+  if (p.CW >= 32) pick_segments(a, a.batch * a.dim * p.G, 128 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
   return p;
 }
 
@@ -328,13 +319,6 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   k.Tsub = 8;
   k.smem = detail::scan_bwd_smem(es, k.NT, k.CB, k.Tsub, k.N, k.Npad, k.S);
   x.check(k.smem <= 227 * 1024, fmt::format("needs {} bytes of shared memory", k.smem));
-  if (plan.seq) {
-    k.seq = true, k.S = 4;
-    k.dpg = static_cast<int>(a.dim / a.ngroups);
-    k.vec = (plan.CW * es) % 16 == 0 && (a.dim * es) % 16 == 0;
-    for (auto [p, ld] : {std::pair<const void*, int64_t>{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}})
-      if (p && (!aligned(p, 16) || (ld * es) % 16)) k.vec = false;
-  }
   x.launched(detail::scan_bwd_launch(k, stream));
 }
 
@@ -354,6 +338,12 @@ void selective_scan_step(const ScanArgs& a, float* h, void* out, int64_t out_ld,
 
 // ---- conv1d -------------------------------------------------------------------------
 namespace {
+
+int env_int_conv(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  const int x = v && *v ? std::atoi(v) : 0;
+  return x > 0 ? x : dflt;
+}
 
 Ctx conv_ctx(const char* kernel, const Conv1dArgs& a) {
   return {kernel, fmt::format("batch={} len={} channels={} width={} {}", a.batch, a.len, a.channels,
@@ -385,6 +375,8 @@ ConvK conv_fill(const Conv1dArgs& a) {
   const int64_t vecs = a.batch * a.channels / (16 / dtype_size(a.dtype));
   k.run = 64;
   while (k.run > 8 && vecs * ((a.len + k.run - 1) / k.run) < 132 * 1024) k.run /= 2;
+  k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
+  k.vbytes = env_int_conv("MAMBASEQ_CONV_VBYTES", 16) == 8 ? 8 : 16;
   return k;
 }
 

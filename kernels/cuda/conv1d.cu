@@ -363,17 +363,20 @@ __global__ void __launch_bounds__(kThreads) conv_step_kernel(const ConvK p) {
   static_cast<T*>(p.out)[b * p.out_ld + c] = from_f<T>(p.silu ? silu_f(acc) : acc);
 }
 
-// Forward: 16 bytes of channels a thread; backward: 8 (it keeps twice the state per
-// channel, and more threads hide the memory latency better than wider accesses).
+// Forward: 16 bytes of channels a thread (or 8, k.vbytes); backward: 8 (it keeps twice
+// the state per channel).
 template <typename T, int K>
 int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
-  constexpr int VF = kVec<T>, VB = kVec<T> / 2;
-  const FastMap m = fast_map(k.C, bwd ? VB : VF, k.len, k.run);
+  constexpr int V16 = kVec<T>, V8 = kVec<T> / 2;
+  const int V = bwd || k.vbytes == 8 ? V8 : V16;
+  const FastMap m = fast_map(k.C, V, k.len, k.run);
   const dim3 grid((m.vpr + m.VB - 1) / m.VB, (m.nruns + m.RB - 1) / m.RB, k.batch);
   if (bwd)
-    conv_bwd_fast<T, K, VB><<<grid, kThreads, 0, s>>>(k);
+    conv_bwd_fast<T, K, V8><<<grid, kThreads, 0, s>>>(k);
+  else if (V == V8)
+    conv_fwd_fast<T, K, V8><<<grid, kThreads, 0, s>>>(k);
   else
-    conv_fwd_fast<T, K, VF><<<grid, kThreads, 0, s>>>(k);
+    conv_fwd_fast<T, K, V16><<<grid, kThreads, 0, s>>>(k);
   return cudaGetLastError();
 }
 

@@ -52,6 +52,7 @@ struct ConvK {
   bool vec = false;  // 16-byte rows (fast path, widths 2–4)
   bool silu = false;
   int run = 0;       // tokens per thread (fast path)
+  int vbytes = 16;   // forward fast path: bytes of channels per thread (8 or 16)
   const void* x = nullptr;
   int64_t x_ld = 0;
   const float *w = nullptr, *bias = nullptr;

@@ -95,23 +95,40 @@ double other_cpus_over(double secs) {
 }
 
 // --wait-idle N: before every benchmark call (outside the timed loop), wait up to N s for
-// a 0.5 s window in which other processes use < 0.15 CPUs. Calls that give up run anyway
+// 1.5 s in which other processes use < 0.15 CPUs. Calls that give up run anyway
 // and are counted; the "other load" column shows what they met.
 double g_waited_s = 0;
 int g_wait_calls = 0, g_wait_timeouts = 0;
+double g_last_quiet_end = -1e9;  // wall time at which a timed loop of >= 0.25 s ended with no other load
 void wait_idle() {
   if (S.wait_idle <= 0) return;
+  if (CpuSnapshot::now().wall - g_last_quiet_end < 0.5) return;  // the run just before showed a quiet machine
   ++g_wait_calls;
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  while (other_cpus_over(0.5) >= 0.15) {
-    if (elapsed() > S.wait_idle) {
+  int quiet = 0;  // consecutive quiet 0.5 s windows; 3 are needed
+  while (quiet < 3) {
+    quiet = other_cpus_over(0.5) < 0.15 ? quiet + 1 : 0;
+    if (quiet < 3 && elapsed() > S.wait_idle) {
       ++g_wait_timeouts;
       break;
     }
   }
   g_waited_s += elapsed();
 }
+
+// Per-run contention record: CPUs used by other processes while the timed loop ran,
+// reported as the counter "other_cpus" (a plain counter: not divided by time).
+struct LoadProbe {
+  CpuSnapshot a = CpuSnapshot::now();
+  void finish(benchmark::State& st) const {
+    const CpuSnapshot b = CpuSnapshot::now();
+    const double dt = b.wall - a.wall;
+    const double other = dt > 0 ? std::max(0.0, (b.busy - a.busy) - (b.self - a.self)) / dt : 0.0;
+    st.counters["other_cpus"] = other;
+    if (dt >= 0.25 && other < 0.15) g_last_quiet_end = b.wall;
+  }
+};
 
 
 // ---- random inputs (never zeros) ---------------------------------------------------
@@ -182,11 +199,13 @@ void BM_seed_forward(benchmark::State& st, int64_t B, int64_t L) {
   wait_idle();
   auto& f = seed_fixture();
   const Batch b = seed_batch(B, L, 42 + L);
+  LoadProbe probe;
   for (auto _ : st) {
     const Tensor& out = f.model.forward(b, /*training=*/false);
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
+  probe.finish(st);
   set_rate(st, B * L);
 }
 
@@ -195,10 +214,12 @@ void BM_seed_train(benchmark::State& st, int64_t B, int64_t L) {
   auto& f = seed_fixture();
   const Batch b = seed_batch(B, L, 42 + L);
   double loss = 0;
+  LoadProbe probe;
   for (auto _ : st) {
     loss = seed_train_step(f, b);
     benchmark::DoNotOptimize(loss);
   }
+  probe.finish(st);
   set_rate(st, B * L);
   st.counters["loss"] = loss;
 }
@@ -240,11 +261,13 @@ void BM_m130_forward(benchmark::State& st, int64_t B, int64_t L) {
   auto& f = m130_fixture();
   // Fixed iteration counts exclude MinWarmUpTime in Google Benchmark 1.7: warm up by hand.
   if (!f.warm_fwd) f.bb->forward(f.ids.data(), B, L, /*training=*/false), f.warm_fwd = true;
+  LoadProbe probe;
   for (auto _ : st) {
     const Tensor& h = f.bb->forward(f.ids.data(), B, L, /*training=*/false);
     benchmark::DoNotOptimize(h.data());
     benchmark::ClobberMemory();
   }
+  probe.finish(st);
   set_rate(st, B * L);
 }
 
@@ -252,10 +275,12 @@ void BM_m130_train(benchmark::State& st, int64_t B, int64_t L) {
   wait_idle();
   auto& f = m130_fixture();
   if (!f.warm_train) m130_train_step(f, B, L), f.warm_train = true;
+  LoadProbe probe;
   for (auto _ : st) {
     m130_train_step(f, B, L);
     benchmark::ClobberMemory();
   }
+  probe.finish(st);
   set_rate(st, B * L);
 }
 
@@ -351,10 +376,12 @@ void set_scan_counters(benchmark::State& st, int64_t L) {
 void BM_scan_fwd(benchmark::State& st, int64_t L) {
   wait_idle();
   auto& d = scan_data(L);
+  LoadProbe probe;
   for (auto _ : st) {
     cpu::selective_scan_forward<float>(d.p, d.out.data(), nullptr);
     benchmark::ClobberMemory();
   }
+  probe.finish(st);
   set_scan_counters(st, L);
 }
 
@@ -374,6 +401,7 @@ void flush_caches() {
 void BM_scan_fwd_cold(benchmark::State& st, int64_t L) {
   wait_idle();
   auto& d = scan_data(L);
+  LoadProbe probe;
   for (auto _ : st) {
     st.PauseTiming();
     flush_caches();
@@ -381,6 +409,7 @@ void BM_scan_fwd_cold(benchmark::State& st, int64_t L) {
     cpu::selective_scan_forward<float>(d.p, d.out.data(), nullptr);
     benchmark::ClobberMemory();
   }
+  probe.finish(st);
   set_scan_counters(st, L);
 }
 
@@ -390,11 +419,13 @@ void BM_scan_fwdbwd(benchmark::State& st, int64_t L) {
   wait_idle();
   auto& d = scan_data(L);
   d.alloc_grads();
+  LoadProbe probe;
   for (auto _ : st) {
     cpu::selective_scan_forward<float>(d.p, d.out.data(), nullptr);
     cpu::selective_scan_backward<float>(d.p, d.dout.data(), d.g);
     benchmark::ClobberMemory();
   }
+  probe.finish(st);
   set_scan_counters(st, L);
 }
 
@@ -408,8 +439,8 @@ struct Entry {
   int64_t batch = 0, len = 0;
   std::vector<double> sec_per_iter;  // wall seconds per iteration, one per repetition
   std::vector<double> cpu_per_iter;  // process CPU seconds per iteration, one per repetition
+  std::vector<double> other_cpus;    // CPUs used by other processes during each repetition
   int64_t iterations = 0;
-  double other_load = NAN;  // cores used by other processes while this benchmark ran
   bool error = false;
   std::string error_msg;
   bool ok() const { return !error && !sec_per_iter.empty(); }
@@ -424,6 +455,7 @@ struct Entry {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
   }
   double cores_used() const { return cpu_per_iter[best_rep()] / best(); }
+  double other_load() const { return other_cpus[best_rep()]; }
   double tokens_per_s() const { return double(batch * len) / best(); }
   double ns_per_token() const { return 1e9 * best() / double(batch * len); }
 };
@@ -436,19 +468,13 @@ Entry* find_entry(const std::string& name) {
 
 class CaptureReporter : public benchmark::ConsoleReporter {
  public:
-  explicit CaptureReporter(OutputOptions o) : ConsoleReporter(o), last_(CpuSnapshot::now()) {}
-  // Called once per benchmark instance, after all its repetitions.
+  explicit CaptureReporter(OutputOptions o) : ConsoleReporter(o) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
-    const CpuSnapshot cur = CpuSnapshot::now();
-    const double dt = cur.wall - last_.wall;
-    const double other = dt > 0 ? std::max(0.0, (cur.busy - last_.busy) - (cur.self - last_.self)) / dt : NAN;
-    last_ = cur;
     for (const Run& r : runs) {
       if (r.run_type != Run::RT_Iteration) continue;
       Entry* e = find_entry(r.run_name.function_name);
       if (!e) continue;
-      e->other_load = other;
       if (r.error_occurred) {
         e->error = true;
         e->error_msg = r.error_message;
@@ -457,13 +483,12 @@ class CaptureReporter : public benchmark::ConsoleReporter {
       if (r.iterations > 0) {
         e->sec_per_iter.push_back(r.real_accumulated_time / double(r.iterations));
         e->cpu_per_iter.push_back(r.cpu_accumulated_time / double(r.iterations));
+        const auto it = r.counters.find("other_cpus");
+        e->other_cpus.push_back(it != r.counters.end() ? it->second.value : NAN);
       }
       e->iterations += r.iterations;
     }
   }
-
- private:
-  CpuSnapshot last_;
 };
 
 template <class Fn>
@@ -632,6 +657,13 @@ std::string loadavg() {
 }
 std::string g_load_start;
 
+// "0.03", or "⚠ 1.02" when other processes took more than 0.2 CPUs during the reported
+// (fastest) repetition: that figure is slowed by contention.
+std::string load_cell(const Entry& e) {
+  const double l = e.other_load();
+  return (l > 0.2 ? "⚠ " : "") + fmt("%.2f", l);
+}
+
 std::string report(const std::vector<MemRow>& mem) {
   std::ostringstream o;
   const char* blas = openblas_get_config();
@@ -652,7 +684,8 @@ std::string report(const std::vector<MemRow>& mem) {
     << " repetition(s) after an untimed warm-up; tables give the fastest repetition (time/iter = its total / "
        "its iterations) and the median. `cores used` = this process's CPU time / wall time in the fastest "
        "repetition (" << omp_get_max_threads()
-    << " = all threads busy); `other load` = CPUs used by other processes meanwhile (from /proc/stat).\n";
+    << " = all threads busy); `other load` = CPUs used by other processes during that repetition's timed "
+       "loop (from /proc/stat); ⚠ marks more than 0.2, i.e. a figure slowed by contention.\n";
   o << "- load average at start / end: " << g_load_start << " / " << loadavg() << "\n";
   if (S.wait_idle > 0)
     o << "- --wait-idle " << S.wait_idle << ": " << g_wait_calls << " benchmark calls waited " << fmt("%.0f", g_waited_s)
@@ -675,7 +708,7 @@ std::string report(const std::vector<MemRow>& mem) {
     o << " | " << fmt("%.1f", e.best() * 1e3) << " | " << thousands(e.tokens_per_s()) << " | "
       << fmt("%.1f", e.median() * 1e3) << " | " << e.sec_per_iter.size() << " × "
       << e.iterations / int64_t(e.sec_per_iter.size()) << " | " << fmt("%.2f", e.cores_used()) << " | "
-      << fmt("%.2f", e.other_load) << " |\n";
+      << load_cell(e) << " |\n";
   }
   o << "\nTraining step: seed-001 = zero_grad + forward(training, dropout 0.1) + loss + backward + "
        "clip_grad_norm(1.0) + AdamW; 130m = zero_grad + backbone forward(training) + backward of a random "
@@ -690,7 +723,7 @@ std::string report(const std::vector<MemRow>& mem) {
     << S.scan_lens.front() << "; PASS when within ±25%.\n\n";
   o << "| pass | L | ns/token (best) | ratio | check | ns/token (median) | reps × iters | cores used | other load "
        "|\n|---|---:|---:|---:|---|---:|---:|---:|---:|\n";
-  bool all_pass = true;
+  bool all_pass = true, any_contended = false;
   for (const std::string what : {"fwd", "fwd+bwd", "fwd, caches flushed"}) {
     double ref = NAN;
     for (const auto& e : g_entries) {
@@ -703,16 +736,22 @@ std::string report(const std::vector<MemRow>& mem) {
       if (std::isnan(ref)) ref = ns;
       const double ratio = ns / ref;
       const bool pass = std::fabs(ratio - 1.0) <= 0.25;
-      if (what != "fwd, caches flushed") all_pass = all_pass && pass;
+      if (what != "fwd, caches flushed") {
+        all_pass = all_pass && pass;
+        any_contended = any_contended || e.other_load() > 0.2;
+      }
       o << "| " << what << " | " << e.len << " | " << fmt("%.1f", ns) << " | " << fmt("%.3f", ratio) << " | "
         << (pass ? "PASS" : "FAIL") << " | " << fmt("%.1f", 1e9 * e.median() / double(e.len)) << " | "
         << e.sec_per_iter.size() << " × " << e.iterations / int64_t(e.sec_per_iter.size()) << " | "
-        << fmt("%.2f", e.cores_used()) << " | " << fmt("%.2f", e.other_load) << " |\n";
+        << fmt("%.2f", e.cores_used()) << " | " << load_cell(e) << " |\n";
     }
   }
   o << "\nLinearity of fwd and fwd+bwd (every L within 25% of L = " << S.scan_lens.front()
-    << "): **" << (all_pass ? "PASS" : "FAIL")
-    << "**. The `caches flushed` rows are a diagnostic: the same forward with a 96 MiB buffer rewritten "
+    << "): **" << (all_pass ? "PASS" : "FAIL") << "**"
+    << (any_contended ? " (⚠ some rows were measured while other processes used the CPUs; re-measure on an "
+                        "idle machine before trusting the verdict)"
+                      : "")
+    << ". The `caches flushed` rows are a diagnostic: the same forward with a 96 MiB buffer rewritten "
        "(untimed) before each iteration, so no L starts with its inputs in the last-level cache.\n\n";
 
   o << "## Peak memory of one training step\n\n";
@@ -723,6 +762,7 @@ std::string report(const std::vector<MemRow>& mem) {
   o << "| model | batch | L | peak (MiB) | held before (MiB) | params+grads+AdamW (MiB) | activations (MiB) | "
        "activations / peak | other (MiB) |\n";
   o << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+  if (mem.empty()) o << "| (skipped: --no-memory) | | | | | | | | |\n";
   for (const auto& r : mem) {
     const int64_t other = r.peak - r.state - r.activations;
     o << "| " << r.model << " | " << r.batch << " | " << r.len << " | " << mib(r.peak) << " | " << mib(r.before)

@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "detail scan (%lld,%lld,%lld,%lld): fwd %.3f, fwd+ckpt %.3f, bwd %.3f, fwd+bwd %.3f ms\n",
                     (long long)s.b, (long long)s.d, (long long)s.L, (long long)s.N, f, fc, bo, fb);
       detail += buf;
-      if (sweep) {
+      if (sweep && std::getenv("SWEEP_SCAN")) {
         auto sw = [&](const char* what, const char* var, const char* val, const std::function<void()>& fn) {
           setenv(var, val, 1);
           const double t = time_ms(fn, 10);
@@ -328,18 +328,26 @@ int main(int argc, char** argv) {
       const double b = time_ms([&] { cb.bwd(); });
       const double fb = time_ms([&] { cb.fwd(); cb.bwd(); });
       if (sweep) {
-        for (const char* vb : {"16", "8"})
-          for (const char* run : {"4", "8", "16", "32"}) {
+        for (const char* run : {"32", "64", "128"}) {
+          setenv("MAMBASEQ_CONV_RUN", run, 1);
+          for (const char* vb : {"16", "8"}) {
             setenv("MAMBASEQ_CONV_VBYTES", vb, 1);
-            setenv("MAMBASEQ_CONV_RUN", run, 1);
             const double tf = time_ms([&] { cb.fwd(); }, 10);
-            const double tb = time_ms([&] { cb.bwd(); }, 10);
-            std::snprintf(buf, sizeof buf, "sweep conv (%lld,%lld,%lld) vbytes=%s run=%s: fwd %.3f bwd %.3f ms\n",
-                          (long long)s.b, (long long)s.d, (long long)s.L, vb, run, tf, tb);
+            std::snprintf(buf, sizeof buf, "sweep conv fwd (%lld,%lld,%lld) vbytes=%s run=%s: %.3f ms\n",
+                          (long long)s.b, (long long)s.d, (long long)s.L, vb, run, tf);
             detail += buf;
           }
+          for (const char* rb : {"4", "8"}) {
+            setenv("MAMBASEQ_CONV_ROWS_BWD", rb, 1);
+            const double tb = time_ms([&] { cb.bwd(); }, 10);
+            std::snprintf(buf, sizeof buf, "sweep conv bwd (%lld,%lld,%lld) rows=%s run=%s: %.3f ms\n",
+                          (long long)s.b, (long long)s.d, (long long)s.L, rb, run, tb);
+            detail += buf;
+          }
+        }
         unsetenv("MAMBASEQ_CONV_VBYTES");
         unsetenv("MAMBASEQ_CONV_RUN");
+        unsetenv("MAMBASEQ_CONV_ROWS_BWD");
       }
       const auto r = ref.count(key("conv", s)) ? ref[key("conv", s)] : std::make_pair(0.0, 0.0);
       row("conv1d fwd", s, 4, f, r.first, cb.fwd_bytes());

@@ -114,6 +114,7 @@ Model& model() {
   if (!g_model) {
     std::fprintf(stderr, "bench_generate: building the %s model (random weights)...\n", S.variant.c_str());
     g_model = std::make_unique<Model>(lm(S.variant), 1);
+    for (Param* p : g_model->params()) p->g = Tensor();  // inference reads no gradients
     g_eng = std::make_unique<InferenceEngine>(*g_model);
   }
   return *g_model;
@@ -307,6 +308,7 @@ int main(int argc, char** argv) {
   {
     Threads one(1);
     Model small(lm("small"), 2);
+    for (Param* p : small.params()) p->g = Tensor();
     for (int64_t n : {int64_t(1000), S.mem_long}) mem.push_back(generate_memory(small, "small (d_model 128, 4 layers)", n));
   }
 

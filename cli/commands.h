@@ -10,4 +10,5 @@ void register_score(CLI::App& app);     // cli/score.cpp
 void register_embed(CLI::App& app);     // cli/embed.cpp
 void register_init(CLI::App& app);      // cli/init.cpp
 void register_eval_predict(CLI::App& app);  // cli/eval_predict.cpp
+void register_benchmark(CLI::App& app);      // cli/benchmark.cpp
 }  // namespace mambaseq::cli

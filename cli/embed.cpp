@@ -36,6 +36,7 @@ void run_embed(const EmbedArgs& a) {
   const bool npy = ends_with(a.out, ".npy"), st = ends_with(a.out, ".safetensors");
   MS_CHECK(npy || st, "--out {}: the file name must end in .npy or .safetensors", a.out);
   auto model = load_model(a.model);
+  release_gradients(*model);
   std::unique_ptr<Tokenizer> tok;
   if (!a.fasta.empty()) tok = load_tokenizer(a.tokenizer, a.model, model->cfg);
   InferenceEngine eng(*model);
@@ -60,7 +61,7 @@ void run_embed(const EmbedArgs& a) {
   AtomicOutput ids_out(a.out + ".ids.tsv");
   ids_out.write("index\tid\ttokens\tfirst_row\n");
 
-  Progress prog("embed", count_records(a.fasta, a.ids), "seq", 10, !a.no_progress);
+  Progress prog("embed", count_records(a.fasta, a.ids), "tokens", 10, !a.no_progress);
   int64_t nseq = 0, nrows = 0;
   std::vector<int64_t> offsets{0};
   std::vector<SeqRecord> recs;

@@ -33,6 +33,7 @@ std::string json_text(const std::string& bytes) {
 void run_generate(GenArgs a) {
   apply_threads(a.threads);
   auto model = load_model(a.model);
+  release_gradients(*model);
   MS_CHECK(model->cfg.head == HeadKind::LM, "{}: the model has a {} head; generate needs a language model", a.model,
            head_name(model->cfg.head));
   // Pre-tokenized prompts need no tokenizer: tokens then print as ids.

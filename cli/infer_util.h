@@ -15,6 +15,7 @@
 
 #include "mambaseq/bpe.h"
 #include "mambaseq/error.h"
+#include "mambaseq/model.h"
 #include "mambaseq/readers.h"
 
 namespace mambaseq::cli {
@@ -115,6 +116,11 @@ inline void apply_threads(int n) {
 inline void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("--threads", threads, "CPU threads (default: all; 1 is often fastest on a busy machine)")
       ->check(CLI::Range(0, 4096));
+}
+
+// Inference never reads gradients: drop the model's gradient buffers (half its memory).
+inline void release_gradients(Model& m) {
+  for (Param* p : m.params()) p->g = Tensor();
 }
 
 // Text for TSV cells: tabs and newlines would break the columns.

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   mambaseq::cli::register_embed(app);
   mambaseq::cli::register_init(app);
   mambaseq::cli::register_eval_predict(app);
+  mambaseq::cli::register_benchmark(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -40,6 +40,7 @@ void check_lm(const Model& m, const std::string& dir) {
 
 void score_files(const ScoreArgs& a) {
   auto model = load_model(a.model);
+  release_gradients(*model);
   check_lm(*model, a.model);
   std::unique_ptr<Tokenizer> tok;
   if (!a.fasta.empty()) tok = load_tokenizer(a.tokenizer, a.model, model->cfg);
@@ -55,7 +56,7 @@ void score_files(const ScoreArgs& a) {
   if (!a.logits_out.empty())
     lw = std::make_unique<SafeTensorsStreamWriter>(a.logits_out, std::vector<std::pair<std::string, int64_t>>{{"logits", V}});
 
-  Progress prog("score", count_records(a.fasta, a.ids), "seq", 10, !a.no_progress);
+  Progress prog("score", count_records(a.fasta, a.ids), "tokens", 10, !a.no_progress);
   int64_t done = 0;
   std::vector<SeqRecord> recs;
   std::vector<std::vector<int32_t>> seqs;
@@ -115,6 +116,7 @@ void score_files(const ScoreArgs& a) {
 void score_variants(const ScoreArgs& a) {
   MS_CHECK(!a.fasta.empty(), "--variants needs the reference sequences: --fasta REF.fa");
   auto model = load_model(a.model);
+  release_gradients(*model);
   check_lm(*model, a.model);
   auto tok = load_tokenizer(a.tokenizer, a.model, model->cfg);
   InferenceEngine eng(*model);
@@ -189,7 +191,7 @@ void score_variants(const ScoreArgs& a) {
   std::map<std::string, double> ref_ll;  // per reference id, scored once
   AtomicOutput out(a.out);
   out.write("id\tpos\tref\talt\tref_logprob\talt_logprob\tllr\n");
-  Progress prog("variants", static_cast<int64_t>(vars.size()), "var", 10, !a.no_progress);
+  Progress prog("variants", static_cast<int64_t>(vars.size()), "variants", 10, !a.no_progress);
   for (size_t i0 = 0; i0 < vars.size(); i0 += a.batch) {
     const size_t i1 = std::min(vars.size(), i0 + static_cast<size_t>(a.batch));
     std::vector<std::vector<int32_t>> seqs;

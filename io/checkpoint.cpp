@@ -129,6 +129,8 @@ void load_weights(Network& model, const SafeTensorsReader& file) { load_weights_
 
 void load_weights(Network& model, const CheckpointTensors& files) { load_weights_from(model, files); }
 
+void Network::load_state(const SafeTensorsReader& file) { load_weights(*this, file); }
+
 std::unique_ptr<Model> load_model(const std::string& dir) {
   MS_CHECK(fs::is_directory(dir), "model directory {} does not exist", dir);
   ModelConfig cfg = read_model_config(dir + "/config.json");

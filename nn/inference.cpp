@@ -1,6 +1,8 @@
 // Recurrent inference, chunked prefill, scoring and embeddings (include/mambaseq/inference.h).
-// Every op is the kernel the training forward uses (kernels_cpu.h), so the two paths agree
-// to rounding; the single-token path uses the step kernels and GEMV.
+// The parallel paths (prefill, scoring, embeddings) call the kernels the training forward
+// uses (kernels_cpu.h); the single-token step does the same arithmetic with the step
+// kernels' formulas (kernels/cpu/step.cpp), on this thread for narrow batches, and its
+// products through BLAS. The two agree to rounding (tests/test_inference.cpp: < 1e-6).
 #include "mambaseq/inference.h"
 
 #include <cblas.h>

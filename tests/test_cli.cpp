@@ -146,3 +146,34 @@ TEST(Cli, PredictStreamsProbabilitiesAndEvalScoresLabelledData) {
   EXPECT_NE(r.out.find(csv2 + ":3"), std::string::npos) << r.out;
   fs::remove_all(out);
 }
+
+TEST(Cli, BenchmarkRunsModelsTimesTasksAndReports) {
+  const std::string out = ::testing::TempDir() + "mambaseq_cli_bench_" + std::to_string(::getpid());
+  fs::remove_all(out);
+  const std::string suite = write_tmp("suite.yaml", R"(suite: tiny
+models: [mamba, cnn, transformer]
+model:
+  mamba: {preset: seed001, d_model: 8, n_layer: 1, bidirectional: true}
+  cnn: {d_embed: 8, channels: 8}
+  transformer: {d_model: 8, n_layer: 1, n_head: 2, d_ff: 16}
+train: {epochs: 1, batch_size: 16, lr: 0.003}
+tasks:
+  - {name: motif, category: motif, data: {source: synthetic, task: motif, train_size: 48, test_size: 24, length: 24}}
+  - {name: induction, category: selectivity, data: {source: synthetic, task: induction, train_size: 48, test_size: 24, length: 24}}
+)");
+  auto r = run_cli("benchmark --config " + suite + " --out " + out + " --no-progress");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream jf(out + "/results.json");
+  auto j = nlohmann::json::parse(jf);
+  ASSERT_EQ(j.size(), 4u);  // 3 models on motif, only mamba on the token task
+  EXPECT_EQ(j[1]["model"], "cnn");
+  EXPECT_GT(j[0]["params"].get<int64_t>(), 0);
+  std::ifstream rf(out + "/report.md");
+  std::string md((std::istreambuf_iterator<char>(rf)), std::istreambuf_iterator<char>());
+  EXPECT_NE(md.find("cnn was not run on induction"), std::string::npos) << md;
+  // A bad suite names the file and the problem.
+  r = run_cli("benchmark --config " + write_tmp("bad_suite.yaml", "models: [mamba, rnn]\ntasks: []\n"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("unknown model 'rnn'"), std::string::npos) << r.out;
+  fs::remove_all(out);
+}

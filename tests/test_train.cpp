@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "mambaseq/baselines.h"
 #include "mambaseq/checkpoint.h"
 #include "mambaseq/error.h"
 #include "mambaseq/trainer.h"
@@ -234,4 +235,38 @@ TEST(Train, LearnsTheSyntheticMotifTask) {
   EXPECT_LT(t.history().back().loss, t.history().front().loss);
   EvalResult r = evaluate(m, val, 32, 0);
   EXPECT_GT(r.cls.accuracy, 0.85) << "validation accuracy " << r.cls.accuracy;
+}
+
+TEST(Train, CnnResumeRestoresBatchNormStatisticsExactly) {
+  const std::string dir = tmpdir("resume_cnn");
+  Dataset all = make_synthetic("motif", 40, 24, 5);
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 8;
+  o.progress = false;
+  CnnConfig c = seed001_cnn(2);
+  c.d_embed = 8;
+  c.channels = 8;
+  std::vector<double> full, resumed;
+  {
+    CnnClassifier m(c, 1);
+    Trainer t(m, all, o);
+    for (auto& r : t.run()) full.push_back(r.loss);
+  }
+  {
+    CnnClassifier m(c, 1);
+    Trainer t(m, all, o);
+    t.run_steps(7);
+    for (auto& r : t.history()) resumed.push_back(r.loss);
+    t.save_checkpoint(dir + "/ck");
+  }
+  {
+    CnnClassifier m(c, 99);
+    Trainer t(m, all, o);
+    t.load_checkpoint(dir + "/ck");
+    for (auto& r : t.run()) resumed.push_back(r.loss);
+  }
+  ASSERT_EQ(resumed.size(), full.size());
+  for (size_t i = 0; i < full.size(); ++i) EXPECT_EQ(resumed[i], full[i]) << "step " << i + 1;
+  fs::remove_all(dir);
 }

@@ -216,6 +216,10 @@ LoadOptions DataSpec::load_options() const {
   return o;
 }
 
+namespace {
+RunConfig run_config_from_node(const YAML::Node& root, const std::string& path);
+}  // namespace
+
 RunConfig load_run_config(const std::string& path) {
   YAML::Node root;
   try {
@@ -225,6 +229,21 @@ RunConfig load_run_config(const std::string& path) {
   } catch (const YAML::Exception& e) {
     fail("{}: not valid YAML: {}", path, e.what());
   }
+  return run_config_from_node(root, path);
+}
+
+RunConfig load_run_config_text(const std::string& text, const std::string& where) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    fail("{}: not valid YAML: {}", where, e.what());
+  }
+  return run_config_from_node(root, where);
+}
+
+namespace {
+RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) {
   MS_CHECK(root.IsMap(), "{}: the top level must be a mapping with data, model, train, output", path);
   RunConfig rc;
   rc.path = path;
@@ -237,7 +256,7 @@ RunConfig load_run_config(const std::string& path) {
 
   Section m{path, "model", root["model"]};
   m.only({"preset", "d_model", "n_layer", "d_state", "d_conv", "expand", "dt_rank", "norm", "use_bias",
-          "use_conv_bias", "head_dropout", "vocab_size"});
+          "use_conv_bias", "head_dropout", "vocab_size", "bidirectional", "bidir_combine"});
   std::string preset = "seed001";
   m.get("preset", preset);
   if (preset == "seed001") rc.model = seed001_classifier(2);
@@ -264,6 +283,8 @@ RunConfig load_run_config(const std::string& path) {
   m.get("use_bias", mc.use_bias);
   m.get("use_conv_bias", mc.use_conv_bias);
   m.get("head_dropout", rc.model.head_dropout);
+  m.get("bidirectional", mc.bidirectional);
+  m.get("bidir_combine", mc.bidir_combine);
 
   Section t{path, "train", root["train"]};
   t.only({"epochs", "batch_size", "lr", "weight_decay", "warmup", "min_lr", "grad_clip", "max_len", "max_steps",
@@ -305,6 +326,7 @@ RunConfig load_run_config(const std::string& path) {
   }
   return rc;
 }
+}  // namespace
 
 void load_datasets(const DataSpec& spec, Dataset* train, Dataset* val, Dataset* test,
                    std::vector<std::string>* log) {

@@ -47,7 +47,7 @@ const char* kColors[] = {"#2171b5", "#cb181d", "#238b45", "#6a51a3", "#d94801", 
 }  // namespace
 
 std::string write_suite_report(const std::string& dir, const std::string& suite, const std::vector<SuiteRow>& rows,
-                               const std::vector<PublishedRow>& published) {
+                               const std::vector<PublishedRow>& published, const std::vector<std::string>& notes) {
   MS_CHECK(!rows.empty(), "suite {}: no results to report", suite);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -169,9 +169,17 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
     for (const auto& p : published)
       md += fmt::format("| {} | {} | {} | {} | {} |\n", p.task, p.source, num(p.sensitivity, 3),
                         num(p.specificity, 3), num(p.mcc, 3));
+    std::set<std::string> with_figures;
+    for (const auto& p : published) with_figures.insert(p.task);
     for (const auto& r : rows)
-      md += fmt::format("| {} | mambaseq {} | {} | {} | {} |\n", r.task, r.model, num(r.test.recall, 3),
-                        num(r.test.specificity, 3), num(r.test.mcc, 3));
+      if (with_figures.count(r.task))
+        md += fmt::format("| {} | mambaseq {} | {} | {} | {} |\n", r.task, r.model, num(r.test.recall, 3),
+                          num(r.test.specificity, 3), num(r.test.mcc, 3));
+    md += "\n";
+  }
+  if (!notes.empty()) {
+    md += "## Notes\n\n";
+    for (const auto& n : notes) md += "- " + n + "\n";
     md += "\n";
   }
   md += "![accuracy by task](accuracy_by_task.png)\n\n![category summary](category_summary.png)\n\n"

@@ -231,7 +231,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
            dir, get("batch_size"), get("train_examples"), get("seed"), o_.batch_size, train_.size(), o_.seed);
   MS_CHECK(step >= 0 && step <= total_, "checkpoint {}: step {} is outside this run's {} steps", dir, step, total_);
   SafeTensorsReader mf(dir + "/model.safetensors");
-  load_weights(model_, mf);
+  model_.load_state(mf);
   SafeTensorsReader of(dir + "/optimizer.safetensors");
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& m = opt_.exp_avg(i);

@@ -101,7 +101,7 @@ class CnnClassifier : public Network {
   std::vector<Buffer*> buffers();
   // Every parameter and buffer from the file (num_batches_tracked optional); a missing,
   // misshapen or unexpected tensor is an Error naming it.
-  void load_state(const SafeTensorsReader& file);
+  void load_state(const SafeTensorsReader& file) override;
   int64_t batches_tracked(size_t block) const { return tracked_.at(block); }
   // Which side of every kink the last forward took (ReLU signs, max-pool winners): two
   // forwards with the same pattern lie on one smooth piece, so finite differences between

@@ -11,6 +11,8 @@
 
 namespace mambaseq {
 
+class SafeTensorsReader;
+
 // What a batch carries; which fields a head reads depends on the head.
 struct Batch {
   int64_t batch = 0, len = 0;
@@ -36,6 +38,9 @@ class Network {
   virtual std::string arch() const = 0;  // "mamba", "cnn", "transformer"
   // Writes DIR/config.json and DIR/model.safetensors.
   virtual void save(const std::string& dir) = 0;
+  // Loads every parameter (and non-trained buffer) from a model.safetensors; the default
+  // is load_weights (checkpoint.h). Errors name the missing/misshapen/unexpected tensor.
+  virtual void load_state(const SafeTensorsReader& file);
   // True when lm_head.weight is the embedding (a stored copy may be skipped on load).
   virtual bool tied_lm_head() const { return false; }
 

@@ -68,6 +68,8 @@ struct RunConfig {
 };
 
 RunConfig load_run_config(const std::string& yaml_path);
+// The same from YAML text; `where` names it in messages (e.g. "suite.yaml: tasks[2]").
+RunConfig load_run_config_text(const std::string& yaml_text, const std::string& where);
 
 // Builds the train / validation / test sets the spec describes. What loading changed or
 // skipped (IUPAC codes read as N, bad records under skip_bad, …) and how the data was

@@ -28,7 +28,9 @@ struct PublishedRow {
 // Writes DIR/results.json, DIR/results.csv, DIR/report.md and the PNG plots
 // (DIR/accuracy_by_task.png, category_summary.png, mcc_radar.png, efficiency.png).
 // Returns the Markdown report.
+// `notes` are listed in the report (what was skipped and why, machine, wall time).
 std::string write_suite_report(const std::string& dir, const std::string& suite, const std::vector<SuiteRow>& rows,
-                               const std::vector<PublishedRow>& published = {});
+                               const std::vector<PublishedRow>& published = {},
+                               const std::vector<std::string>& notes = {});
 
 }  // namespace mambaseq

@@ -208,7 +208,7 @@ BwdPlan bwd_plan(const ScanArgs& a) {
   p.CW = seq_width(a);
   p.P = 1, p.Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
   // Time segments need the lane-per-channel local-adjoint kernel (dstate ≤ 16).
-  if (p.CW >= 32) pick_segments(a, a.batch * a.dim * p.G, 128 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
+  if (p.CW >= 32) pick_segments(a, a.batch * a.dim * p.G, 192 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
   return p;
 }
 
@@ -371,12 +371,14 @@ ConvK conv_fill(const Conv1dArgs& a) {
   k.C = static_cast<int>(a.channels), k.K = static_cast<int>(a.width);
   k.silu = a.silu;
   k.x = a.x, k.x_ld = a.x_ld, k.w = a.w, k.bias = a.bias, k.init = a.width > 1 ? a.init_state : nullptr;
-  // Runs long enough to amortise the K−1 halo rows, short enough to fill the chip.
-  const int64_t vecs = a.batch * a.channels / (16 / dtype_size(a.dtype));
-  k.run = 64;
-  while (k.run > 8 && vecs * ((a.len + k.run - 1) / k.run) < 132 * 1024) k.run /= 2;
+  // 8 bytes of channels a thread and runs of 32 tokens measured best on an H100 (runs
+  // amortise the K−1 halo rows; shorter ones only when the chip would not fill).
+  k.vbytes = env_int_conv("MAMBASEQ_CONV_VBYTES", 8) == 16 ? 16 : 8;
+  const int64_t vecs = a.batch * a.channels / (k.vbytes / dtype_size(a.dtype));
+  k.run = 32;
+  while (k.run > 8 && vecs * ((a.len + k.run - 1) / k.run) < 64 * 1024) k.run /= 2;
   k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
-  k.vbytes = env_int_conv("MAMBASEQ_CONV_VBYTES", 16) == 8 ? 8 : 16;
+  k.rows_bwd = env_int_conv("MAMBASEQ_CONV_ROWS_BWD", 4) == 8 ? 8 : 4;
   return k;
 }
 

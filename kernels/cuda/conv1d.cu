@@ -27,7 +27,6 @@ namespace {
 
 constexpr int kThreads = 128;
 constexpr int kRows = 8;     // forward: rows loaded together before any is used
-constexpr int kRowsBwd = 4;  // backward (x and dout rows; more registers per row)
 
 // x̃ at time j (j may be negative: initial state or zero).
 template <typename T>
@@ -126,8 +125,10 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
   }
 }
 
-template <typename T, int K, int V>
+// R: rows of x and dout requested together (backward holds more state per row).
+template <typename T, int K, int V, int R>
 __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
+  constexpr int kRowsBwd = R;
   __shared__ float red[kThreads * (K + 1)];  // per thread, one channel-sum slot at a time
   const FastMap m = fast_map(p.C, V, p.len, p.run);
   const int jv = threadIdx.x % m.VB, rr = threadIdx.x / m.VB;
@@ -371,8 +372,10 @@ int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
   const int V = bwd || k.vbytes == 8 ? V8 : V16;
   const FastMap m = fast_map(k.C, V, k.len, k.run);
   const dim3 grid((m.vpr + m.VB - 1) / m.VB, (m.nruns + m.RB - 1) / m.RB, k.batch);
-  if (bwd)
-    conv_bwd_fast<T, K, V8><<<grid, kThreads, 0, s>>>(k);
+  if (bwd && k.rows_bwd == 8)
+    conv_bwd_fast<T, K, V8, 8><<<grid, kThreads, 0, s>>>(k);
+  else if (bwd)
+    conv_bwd_fast<T, K, V8, 4><<<grid, kThreads, 0, s>>>(k);
   else if (V == V8)
     conv_fwd_fast<T, K, V8><<<grid, kThreads, 0, s>>>(k);
   else

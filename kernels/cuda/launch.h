@@ -53,6 +53,7 @@ struct ConvK {
   bool silu = false;
   int run = 0;       // tokens per thread (fast path)
   int vbytes = 16;   // forward fast path: bytes of channels per thread (8 or 16)
+  int rows_bwd = 4;  // backward fast path: rows requested together (4 or 8)
   const void* x = nullptr;
   int64_t x_ld = 0;
   const float *w = nullptr, *bias = nullptr;

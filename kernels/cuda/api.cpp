@@ -420,6 +420,14 @@ void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx
   k.dout = dout, k.dout_ld = dout_ld, k.dx = dx, k.dx_ld = dx_ld, k.dw = dw;
   k.dbias = a.bias ? dbias : nullptr, k.dinit = a.width > 1 ? dinit_state : nullptr;
   k.vec = conv_vec(a, {{a.x, a.x_ld}, {dout, dout_ld}, {dx, dx_ld}});
+  // The backward keeps more per-token work in flight: longer runs (fewer halo rows and
+  // block reductions) measured best, 128 tokens where the chip still fills.
+  {
+    const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));
+    k.run = 128;
+    while (k.run > 16 && vecs * ((a.len + k.run - 1) / k.run) < 24 * 1024) k.run /= 2;
+    k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
+  }
   x.launched(detail::conv_bwd_launch(k, stream));
 }
 

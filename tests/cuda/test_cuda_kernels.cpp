@@ -453,6 +453,7 @@ struct ConvCase {
   int64_t B, L, C, K;
   bool silu = true, bias = true, init = false;
   int64_t pad = 8;  // extra columns of the x rows
+  const char* run = nullptr;  // tokens per thread of the fast path (override), or null
 };
 std::string conv_name(const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; }
 void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
@@ -461,6 +462,10 @@ class ConvGpu : public Gpu, public ::testing::WithParamInterface<ConvCase> {};
 TEST_P(ConvGpu, ForwardAndBackwardMatchTheCpu) {
   const ConvCase c = GetParam();
   const T t = c.t;
+  if (c.run) setenv("MAMBASEQ_CONV_RUN", c.run, 1);
+  struct Unset {
+    ~Unset() { unsetenv("MAMBASEQ_CONV_RUN"); }
+  } unset;
   Rng rng(500 + c.L + c.K);
   const int64_t rows = c.B * c.L, ld = c.C + c.pad, W = c.K - 1;
   const Vec x = rounded(randn(rows * ld, rng), t), w = rounded(randn(c.C * c.K, rng, 0.5), T::f32),
@@ -517,7 +522,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     ConvCase{"K1_f32", T::f32, 2, 30, 16, 1},
     ConvCase{"K5_bf16_init", T::bf16, 2, 100, 64, 5, true, true, true},
     ConvCase{"K7_f32", T::f32, 2, 60, 24, 7, false, true, true},
-    ConvCase{"K4_unaligned_bf16", T::bf16, 2, 90, 20, 4, true, true, true, 3}),
+    ConvCase{"K4_unaligned_bf16", T::bf16, 2, 90, 20, 4, true, true, true, 3},
+    ConvCase{"K4_run128_bf16_init", T::bf16, 3, 300, 64, 4, true, true, true, 8, "128"},
+    ConvCase{"K3_run64_f32", T::f32, 2, 200, 32, 3, false, true, true, 8, "64"}),
     conv_name);
 // clang-format on
 

@@ -112,8 +112,7 @@ void pick_split(int64_t channels, int Npad, int Smax, int* S, int* G) {
 }
 
 // Common launch fields; returns false when the "S,G,NT" shape is unusable here.
-bool fill_block(const Ctx& x, const ScanArgs& a, ScanK& k, int S, int G, int NT) {
-  const int Npad = pow2ceil(a.dstate);
+bool fill_block(const ScanArgs& a, ScanK& k, int S, int G, int NT) {
   if (S < 1 || G < 1 || (G & (G - 1)) || S * G < a.dstate || G > 32 || NT < G || NT > 256 || (NT % G))
     return false;
   int CB = NT / G;
@@ -124,8 +123,6 @@ bool fill_block(const Ctx& x, const ScanArgs& a, ScanK& k, int S, int G, int NT)
   if (a.ngroups > 1)
     while (dpg % CB) CB /= 2;  // a block's channels share one B/C group
   k.S = S, k.G = G, k.Npad = S * G, k.CB = CB, k.NT = CB * G, k.dpg = dpg;
-  (void)Npad;
-  (void)x;
   return true;
 }
 
@@ -268,7 +265,7 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   const int Npad = pow2ceil(a.dstate);
   if (!env_cfg("MAMBASEQ_SCAN_FWD_CFG", &S, &G, &NT)) pick_split(a.batch * a.dim, Npad, 16, &S, &G);
   x.check(S == 2 || S == 4 || S == 8 || S == 16, "unsupported states per lane");
-  x.check(fill_block(x, a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
+  x.check(fill_block(a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}});
   // Largest tile that keeps a block under ~50 KB of shared memory (several blocks per SM).
   k.Tt = 16;
@@ -311,7 +308,7 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   const BwdPlan plan = bwd_plan(a);
   const int S = plan.S, G = plan.G, NT = plan.NT;
   x.check(S == 1 || S == 2 || S == 4, "unsupported states per lane");
-  x.check(fill_block(x, a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
+  x.check(fill_block(a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
   k.P = plan.P, k.Lseg = plan.Lseg, k.CW = plan.CW;
   const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
   k.ws = ws.p;

@@ -3,11 +3,12 @@
 //   pre[b,t,c] = bias[c] + Σ_k w[c,k]·x̃[b, t−(K−1)+k, c],   x̃ = init_state ‖ x
 //   out = silu(pre) or pre
 //
-// Fast path (widths 2–4, 16-byte aligned rows): a thread owns 16 bytes of channels and a
-// run of `run` consecutive tokens of one sequence, reads each x row once (plus K−1 rows of
-// halo, L1/L2 hits) and keeps the K−1 previous inputs in registers; consecutive threads
-// take consecutive channel vectors, so every row access is coalesced. The op is memory
-// bound: the floor is one read of x and one write of out.
+// Fast path (widths 2–4, 16-byte aligned rows): a thread owns 8 (or 16) bytes of channels
+// and a run of `run` consecutive tokens of one sequence, reads each x row once (plus K−1
+// rows of halo, L1/L2 hits) and keeps the K−1 previous inputs in registers; consecutive
+// threads take consecutive channel vectors, so every row access is coalesced. Rows are
+// requested in batches, the next batch before the current one's outputs are stored. The
+// op is memory bound: the floor is one read of x and one write of out.
 //
 // Backward of the fast path, same ownership: the thread recomputes pre (for SiLU) over
 // its run plus K−1 tokens of look-ahead and emits

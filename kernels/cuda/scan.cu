@@ -1,21 +1,30 @@
 // Selective scan (S6) on the GPU: forward, backward and the single-token step.
 //
-// Work split. One block per (sequence b, CB consecutive channels); G lanes per channel,
-// each lane holding S of the channel's states in registers (S·G ≥ dstate), so a block
-// has NT = CB·G threads. Time is walked sequentially by every lane: the scan is bound by
-// the special-function unit (one exp per state update), and a sequential loop does the
-// fewest exps, with parallelism from channels × state groups instead of a prefix scan
-// across threads. G is chosen at run time (more lanes when there are few channels).
+//   δ = softplus(delta + bias),  h_t = exp(δ·A) ⊙ h_{t−1} + δ·u·B_t,
+//   y_t = ⟨h_t, C_t⟩ + D·u_t,  out_t = y_t·silu(z_t)
 //
-// Tiles of Tt tokens are staged in shared memory: u, delta, z (and B, C) arrive by
-// cp.async into one buffer while the block computes on the other. A tile then goes
-// through three phases, each spread over all threads:
+// Every kernel walks time sequentially per (channel, state): the scan is bound by the
+// special-function unit (one exp per state update), and a sequential walk does each exp
+// once, with parallelism from channels, state groups and time segments instead of a
+// prefix scan across threads (the reference's approach, which costs a block-wide scan per
+// state and chunk). Tiles of tokens are staged in shared memory by cp.async.
+//
+// Forward, dstate ≤ 16 (scan_fwd_seq_kernel): one lane per channel holding all 16
+// (padded) states, so softplus, ⟨h, C⟩ and the gate are done once per element, B/C are
+// broadcast reads, and the time loop only reads shared memory. For parallelism a sequence
+// is cut into P time segments: pass 1 leaves each segment's local end state (from h = 0)
+// and Σδ; pass 2 folds the earlier segments' (exp(A·Σδ) ⊙ h + hloc) into its start
+// state and produces the output. P is chosen to have ~128K walkers, so the exps of all
+// but the last segment are done twice: the price of filling the chip when channels are
+// few (the measured optimum; see bench/NOTES-cuda.md).
+//
+// Forward, dstate > 16 (scan_fwd_kernel): G lanes per channel, S states each; per tile
 //   prep:     δ = softplus(delta + bias), δu = δ·u, B/C to f32        (per element)
 //   scan:     h ← exp2(δ·A·log2e) ⊙ h + δu·B ; partial y = ⟨h, C⟩     (per lane)
 //   epilogue: y = Σ_lanes partial + D·u ; out = y·silu(z)              (per element)
-// so the per-element work is not repeated by the G lanes of a channel.
 //
-// Backward, per block, chunks of kScanChunk tokens from last to first:
+// Backward (scan_bwd_kernel, G lanes × S states per channel), chunks of kScanChunk
+// tokens from last to first:
 //   pass a:  from the chunk's checkpoint (written by the forward), rerun the recurrence
 //            and keep the state at every TS-token sub-chunk start (shared memory);
 //   pass b:  per sub-chunk, last first: rerun its TS steps keeping a_t = exp(δA) and h_t in
@@ -24,6 +33,9 @@
 //              q = ḡ_t·a_t·h_{t−1}:  dδ_t += Σ q·A,  dA += q·δ_t
 //            dB/dC are summed over the block's channels in shared memory, then added to
 //            global memory with one atomic per (token, state) per block.
+// With time segments (dstate ≤ 16), scan_bwd_seg_kernel first leaves each later
+// segment's local adjoint (ḡ ← a_t ⊙ (ḡ + dy_t·C_t) from ḡ = 0, walked backwards), which
+// the earlier segments fold into the adjoint they start from.
 #include <type_traits>
 
 #include "common.cuh"

@@ -21,6 +21,7 @@ packages=(
   libgtest-dev                       # tests
   libbenchmark-dev                   # benchmarks
   gnuplot-nox                        # PNG plots of training curves and reports
+  clang libclang-rt-14-dev           # libFuzzer targets for the untrusted-input parsers
 )
 
 missing=()
@@ -56,6 +57,8 @@ case "$mode" in
     MAMBASEQ_CMAKE_ARGS="-DMAMBASEQ_CUDA=OFF -DMAMBASEQ_BUILD_BENCH=OFF" build build-sanitize Sanitize
     (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
        ctest --output-on-failure -j "$jobs" -LE "gpu|slow")
+    # A short run of every fuzz target (safetensors, config, index, tokenizer.json, FASTA, CSV, gzip).
+    scripts/fuzz.sh "${MAMBASEQ_FUZZ_SECONDS:-15}"
     echo "setup: all tests passed" ;;
   *)
     echo "usage: scripts/setup.sh [build|run|test]" >&2; exit 2 ;;

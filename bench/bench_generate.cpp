@@ -2,9 +2,10 @@
 //
 //   bench_generate [--quick] [--out FILE] [--benchmark_* flags]
 //
-//   130m/step/B{1,16}/T{1,all}  one recurrent step of the 130m configuration (random
-//                         weights) for B sequences + greedy choice of the next token, on 1
-//                         thread and on all: generation tokens/s = B / step time. Heap
+//   130m/step/B{1,16}/T{0,1,all}  one recurrent step of the 130m configuration (random
+//                         weights) for B sequences + greedy choice of the next token, with the
+//                         engine's automatic thread choice (T0, what the CLI does), on 1 thread
+//                         and on all: generation tokens/s = B / step time. Heap
 //                         allocations per token are counted (operator new and the C
 //                         allocation functions): must be 0.
 //   130m/prefill/L2048/T{1,all}  prefill of one 2048-token prompt (parallel scan, logits of
@@ -30,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -122,6 +124,7 @@ Model& model() {
 
 struct StepResult {
   double tokens_per_s = 0, allocs_per_token = 0;
+  int chosen = 0;  // automatic mode: the thread count it kept
 };
 std::map<std::pair<int64_t, int64_t>, StepResult> g_step;  // (batch, threads)
 std::map<int64_t, double> g_prefill_tps;                    // threads → tokens/s
@@ -143,10 +146,12 @@ class Threads {
 };
 
 void BM_Step(benchmark::State& state) {
-  const int64_t B = state.range(0), T = state.range(1);
+  const int64_t B = state.range(0), T = state.range(1);  // T = 0: the engine's automatic choice
   model();
-  Threads threads(static_cast<int>(T));
+  std::optional<Threads> threads;
+  if (T > 0) threads.emplace(static_cast<int>(T));
   InferenceEngine& eng = *g_eng;
+  eng.set_step_threads(static_cast<int>(T));
   InferenceState st = eng.new_state(B);
   Tensor logits;
   std::vector<std::vector<int32_t>> prompts(B);
@@ -154,7 +159,7 @@ void BM_Step(benchmark::State& state) {
   eng.prefill(st, prompts, logits);
   std::vector<int32_t> next(B, 7);
   const int64_t V = eng.vocab_rows(), lim = g_model->cfg.mamba.vocab_size;
-  for (int w = 0; w < 2; ++w) eng.step(st, next.data());  // sizes the step buffers
+  for (int w = 0; w < 8; ++w) eng.step(st, next.data());  // sizes the buffers, times the thread count
   const int64_t allocs0 = g_allocs.load(), news_bytes0 = MemStats::current();
   int64_t steps = 0;
   for (auto _ : state) {
@@ -172,6 +177,8 @@ void BM_Step(benchmark::State& state) {
   state.counters["tensor_bytes_delta"] = double(MemStats::current() - news_bytes0);
   state.counters["state_MB"] = double(st.bytes()) / 1e6;
   StepResult& r = g_step[{B, T}];
+  r.chosen = eng.step_threads_in_use();
+  eng.set_step_threads(0);
   r.allocs_per_token = double(allocs) / double(std::max<int64_t>(1, steps * B));
 }
 
@@ -317,7 +324,7 @@ int main(int argc, char** argv) {
   std::vector<int> tcounts{1};
   if (all > 1) tcounts.push_back(all);
   for (int64_t B : {1, 16})
-    for (int t : tcounts)
+    for (int t : all > 1 ? std::vector<int>{0, 1, all} : std::vector<int>{1})
       benchmark::RegisterBenchmark((v + "/step/B" + std::to_string(B) + "/T" + std::to_string(t)).c_str(), BM_Step)
           ->Args({B, t})->MinTime(S.min_time)->Repetitions(2)->Unit(benchmark::kMillisecond)->UseRealTime();
   for (int t : tcounts)
@@ -347,8 +354,10 @@ int main(int argc, char** argv) {
   md << "## Throughput\n\n| benchmark | threads | tokens/s | heap allocations per token |\n|---|---:|---:|---:|\n";
   for (auto& [key, r] : g_step) {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "| generation, batch %ld (step + greedy pick) | %ld | %.1f | %.3g |\n",
-                  static_cast<long>(key.first), static_cast<long>(key.second), r.tokens_per_s, r.allocs_per_token);
+    const std::string threads = key.second > 0 ? std::to_string(key.second)
+                                               : "auto (kept " + std::to_string(r.chosen) + ")";
+    std::snprintf(buf, sizeof buf, "| generation, batch %ld (step + greedy pick) | %s | %.1f | %.3g |\n",
+                  static_cast<long>(key.first), threads.c_str(), r.tokens_per_s, r.allocs_per_token);
     md << buf;
   }
   for (auto& [t, tps] : g_prefill_tps) {

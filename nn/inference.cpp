@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <map>
 
@@ -66,6 +67,20 @@ void step_linear(float* y, int64_t ldy, const float* x, int64_t ldx, const float
     linear_cols(y, ldy, x, ldx, W, b, M, K, std::min(N, t * per), std::min(N, (t + 1) * per));
   }
 }
+
+// Sets the OpenMP thread count for one scope.
+class OmpThreads {
+ public:
+  explicit OmpThreads(int n) : saved_(omp_get_max_threads()), n_(n) {
+    if (n_ != saved_) omp_set_num_threads(n_);
+  }
+  ~OmpThreads() {
+    if (n_ != saved_) omp_set_num_threads(saved_);
+  }
+
+ private:
+  int saved_, n_;
+};
 
 class BlasOneThread {
  public:
@@ -389,8 +404,18 @@ Tensor& InferenceEngine::step(InferenceState& st, const int32_t* ids) {
            st.conv.size(), c.n_layer);
   ensure_step_buffers(B);
   BlasOneThread blas_guard;
+  // Thread count: fixed, or timed over the first steps at this batch size (step_threads).
+  const int maxt = omp_get_max_threads();
+  int use = step_threads_ > 0 ? std::min(step_threads_, maxt) : maxt;
+  const bool tuning = step_threads_ == 0 && maxt > 1 && (tune_.batch != B || tune_.chosen == 0);
+  if (step_threads_ == 0 && maxt > 1) {
+    if (tune_.batch != B) tune_ = Tune{B, -1};  // the first step sizes buffers: not timed
+    use = tune_.chosen ? tune_.chosen : (tune_.phase < 3 ? maxt : 1);
+  }
+  OmpThreads omp_guard(use);
+  const auto t0 = std::chrono::steady_clock::now();
   // The kernels' own threshold for running threads (kernels/cpu/step.cpp).
-  const bool threaded = omp_get_max_threads() > 1 && B * Di > 4096;
+  const bool threaded = use > 1 && B * Di > 4096;
   const Backbone& bb = model_.backbone;
   serial::embed(sx_.data(), ids, bb.embedding.w.data(), B, bb.embedding.w.dim(0), D);
   for (size_t l = 0; l < bb.layers.size(); ++l) {
@@ -434,6 +459,11 @@ Tensor& InferenceEngine::step(InferenceState& st, const int32_t* ids) {
   const Param& W = lm_weight();
   step_linear(slogits_.data(), W.w.dim(0), shid_.data(), D, W.w.data(), nullptr, B, D, W.w.dim(0));
   for (int64_t b = 0; b < B; ++b) ++st.pos[b];
+  if (tuning) {
+    const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (tune_.phase >= 0) (tune_.phase < 3 ? tune_.t_all : tune_.t_one) += dt;
+    if (++tune_.phase == 6) tune_.chosen = tune_.t_all <= tune_.t_one ? maxt : 1;
+  }
   return slogits_;
 }
 

@@ -492,8 +492,9 @@ void expect_directional_gradients(Network& m, const Batch& b, uint64_t seed,
         for (size_t i = 0; i < v.size(); ++i) p->w[i] = w0[i];
         if (!same) continue;
         const double numeric = (4 * d2 - d1) / 3;
-        // 5e-5: the fp32 forward's rounding of the loss (~1e-7) divided by 2ε, Richardson-weighted.
-        EXPECT_LT(std::abs(numeric - analytic), 5e-3 * std::abs(analytic) + 5e-5)
+        // 2e-4: the fp32 forward's rounding of the loss (~1e-7) divided by 2ε (ε down to 1e-3),
+        // Richardson-weighted, with room for -O1 (sanitizer build) rounding differences.
+        EXPECT_LT(std::abs(numeric - analytic), 5e-3 * std::abs(analytic) + 2e-4)
             << p->name << ": numeric " << numeric << " analytic " << analytic << " (eps " << eps << ")";
         total += std::abs(analytic);
         checked = true;

@@ -83,7 +83,8 @@ TEST(Bpe, RoundTripsAnyBytesAndHandlesAddedTokens) {
     const std::string s = c.get<std::string>();
     EXPECT_EQ(t.decode(t.encode(s), true), s);
   }
-  for (const std::string& s : {std::string("\xff\xfe\x80 raw \xc3(bytes)\x00z", 20), std::string("é\xcc\x81 combining")})
+  static const char kRaw[] = "\xff\xfe\x80 raw \xc3(bytes)\x00z";  // invalid UTF-8 and a NUL
+  for (const std::string& s : {std::string(kRaw, sizeof kRaw - 1), std::string("é\xcc\x81 combining")})
     EXPECT_EQ(t.decode(t.encode(s)), s);
   // Frequent words of the corpus became single tokens.
   EXPECT_EQ(t.encode(" token").size(), 1u);

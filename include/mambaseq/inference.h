@@ -54,7 +54,8 @@ class InferenceEngine {
 
   // One token per row (ids: [st.batch]); returns the logits [st.batch, V] (engine-owned,
   // valid until the next call; the caller may overwrite it). Once warm (the first steps at a
-  // batch size) it allocates nothing: tests/test_inference.cpp counts operator new and heap bytes.
+  // batch size, which also time the thread count) it allocates nothing: tests/test_inference.cpp
+  // counts every allocation call.
   Tensor& step(InferenceState& st, const int32_t* ids);
 
   // Parallel forward of len tokens for g rows of st (rows: g indices, or null for rows
@@ -65,6 +66,13 @@ class InferenceEngine {
 
   // out[M, V] = hidden[M, D] · Wᵀ (the LM head; the embedding when tied).
   void lm_logits(const float* hidden, int64_t M, float* out);
+
+  // Threads for step(): 0 (default) chooses by timing: the first steps at a batch size
+  // run on all OpenMP threads and on one, then the faster is kept (on a machine other
+  // processes keep busy, one thread can be ten times faster: every parallel region waits
+  // for a descheduled thread). n > 0: at most n threads, always.
+  void set_step_threads(int n) { step_threads_ = n; }
+  int step_threads_in_use() const { return tune_.chosen; }  // 0 while still timing
 
   int64_t max_chunk_tokens() const { return max_chunk_tokens_; }
   // Heap bytes of the engine's own buffers (Tensors), for the memory benchmark.
@@ -78,6 +86,13 @@ class InferenceEngine {
   Tensor res_[2], xn_, mean_, rstd_, xz_, xext_, xcext_, u_, dbc_, dt_, yg_, mix_, hidden_, hbuf_;
   // Step buffers for step_batch_ rows, allocated once per batch size.
   int64_t step_batch_ = -1;
+  int step_threads_ = 0;
+  struct Tune {
+    int64_t batch = -1;
+    int phase = 0;  // steps timed so far: 3 on all threads, then 3 on one (−1: first step)
+    double t_all = 0, t_one = 0;
+    int chosen = 0;
+  } tune_;
   Tensor sx_, sxn_, sxz_, sxc_, su_, sdbc_, sdt_, syg_, smix_, shid_, slogits_;
   void ensure_step_buffers(int64_t B);
   const Param& lm_weight() const;

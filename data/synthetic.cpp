@@ -60,7 +60,7 @@ Dataset empty_like(const Dataset& d) {
 }
 
 std::vector<std::string> synthetic_task_names() {
-  return {"motif", "long_range", "splice", "selective_copy", "induction"};
+  return {"motif", "long_range", "splice", "selective_copy", "induction", "selective_copy_seq", "induction_seq"};
 }
 
 namespace {
@@ -185,12 +185,14 @@ Dataset make_synthetic(const std::string& task, int64_t n, int64_t len, uint64_t
       }
       d.examples.push_back(std::move(e));
     }
-  } else if (task == "induction") {
+  } else if (task == "induction" || task == "induction_seq") {
     // ids: PAD 0, A..T 1..4, trigger N 5. The last token (N) is labelled with the base
     // that followed the first N. The first N sits in the first half, so there is
-    // always a long gap to bridge.
-    MS_CHECK(len >= 16, "synthetic task induction: length must be >= 16, got {}", len);
-    d.target = TargetKind::Token;
+    // always a long gap to bridge. induction_seq: the same sequences, the answer as the
+    // sequence's class, so models without a token head (CNN, Transformer) run it too.
+    MS_CHECK(len >= 16, "synthetic task {}: length must be >= 16, got {}", task, len);
+    const bool per_token = task == "induction";
+    d.target = per_token ? TargetKind::Token : TargetKind::Classification;
     d.dna = false;
     d.vocab_size = 6;
     d.num_labels = 4;
@@ -198,11 +200,36 @@ Dataset make_synthetic(const std::string& task, int64_t n, int64_t len, uint64_t
     for (int64_t i = 0; i < n; ++i) {
       Example e;
       e.ids = random_seq();
-      e.token_labels.assign(len, kIgnoreIndex);
       const int64_t p = static_cast<int64_t>(rng.below(len / 2 - 1));
       e.ids[p] = 5;
       e.ids[len - 1] = 5;
-      e.token_labels[len - 1] = e.ids[p + 1] - 1;
+      if (per_token) {
+        e.token_labels.assign(len, kIgnoreIndex);
+        e.token_labels[len - 1] = e.ids[p + 1] - 1;
+      } else {
+        e.label = e.ids[p + 1] - 1;
+      }
+      d.examples.push_back(std::move(e));
+    }
+  } else if (task == "selective_copy_seq") {
+    // Selective copying as one answer per sequence: 2 data bases at random positions
+    // among noise (N); the class is the ordered pair (16 classes "AA".."TT"), so the
+    // model must both ignore the noise and keep the order. ids: PAD 0, A..T 1..4, N 5.
+    MS_CHECK(len >= 8, "synthetic task selective_copy_seq: length must be >= 8, got {}", len);
+    d.dna = false;
+    d.vocab_size = 6;
+    d.num_labels = 16;
+    d.label_names.clear();
+    for (const char a : std::string("ACGT"))
+      for (const char b : std::string("ACGT")) d.label_names.push_back(std::string{a, b});
+    for (int64_t i = 0; i < n; ++i) {
+      Example e;
+      e.ids.assign(len, 5);
+      e.label = static_cast<int32_t>(i % 16);  // balanced classes
+      const int64_t p0 = static_cast<int64_t>(rng.below(len - 1));
+      const int64_t p1 = p0 + 1 + static_cast<int64_t>(rng.below(len - p0 - 1));
+      e.ids[p0] = 1 + e.label / 4;
+      e.ids[p1] = 1 + e.label % 4;
       d.examples.push_back(std::move(e));
     }
   } else {

@@ -801,7 +801,34 @@ TEST(DataSynthetic, SpliceSelectiveCopyAndInduction) {
     EXPECT_LT(p, 24);
     EXPECT_EQ(e.token_labels[47], e.ids[p + 1] - 1);
   }
-  EXPECT_ERROR_HAS(make_synthetic("copying", 4, 64, 1), "known: motif, long_range, splice, selective_copy, induction");
+  // Sequence-level forms: the same induction sequences with the answer as the class;
+  // selective_copy_seq's class is the ordered pair of the only two non-noise bases.
+  Dataset inds = make_synthetic("induction_seq", 20, 48, 3);
+  EXPECT_EQ(inds.target, TargetKind::Classification);
+  EXPECT_EQ(inds.num_labels, 4);
+  for (size_t i = 0; i < inds.examples.size(); ++i) {
+    EXPECT_EQ(inds.examples[i].ids, ind.examples[i].ids);
+    EXPECT_EQ(inds.examples[i].label, ind.examples[i].token_labels[47]);
+    EXPECT_TRUE(inds.examples[i].token_labels.empty());
+  }
+  Dataset cs = make_synthetic("selective_copy_seq", 64, 40, 5);
+  EXPECT_EQ(cs.target, TargetKind::Classification);
+  EXPECT_EQ(cs.num_labels, 16);
+  EXPECT_EQ(cs.label_names[6], "CG");
+  EXPECT_FALSE(cs.dna);
+  std::vector<int> per_class(16, 0);
+  for (const auto& e : cs.examples) {
+    std::vector<int32_t> data;
+    for (int32_t id : e.ids)
+      if (id != 5) data.push_back(id - 1);
+    ASSERT_EQ(data.size(), 2u);
+    EXPECT_EQ(e.label, data[0] * 4 + data[1]);
+    ++per_class[e.label];
+  }
+  EXPECT_EQ(per_class, std::vector<int>(16, 4));
+  EXPECT_ERROR_HAS(make_synthetic("selective_copy_seq", 4, 7, 1), "length must be >= 8");
+  EXPECT_ERROR_HAS(make_synthetic("copying", 4, 64, 1),
+                   "known: motif, long_range, splice, selective_copy, induction, selective_copy_seq, induction_seq");
 }
 
 // ---- multi-label loss --------------------------------------------------------------------

@@ -35,7 +35,9 @@ TEST(SuiteReport, TablesAveragesWinsAndPlots) {
       rows.push_back(r);
     }
   const std::string md = write_suite_report(dir, "unit", rows, {{"promoter_all", "paper", 0.9, 0.8, 0.9, 0.95}});
-  EXPECT_NE(md.find("| **average** | | 83.75 | 79.25 | 68.75 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| **average over the 4 task(s) every model ran** | | 83.75 | 79.25 | 68.75 |"), std::string::npos)
+      << md;
+  EXPECT_EQ(md.find("each model's own tasks"), std::string::npos) << md;  // the same set: one row
   EXPECT_NE(md.find("| mamba | 3 of 4 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| cnn | 1 of 4 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| histone | 2 | 82.50 |"), std::string::npos) << md;
@@ -57,5 +59,13 @@ TEST(SuiteReport, TablesAveragesWinsAndPlots) {
       f.read(sig, 8);
       EXPECT_EQ(std::string(sig + 1, 3), "PNG") << png;
     }
-  if (!std::getenv("MAMBASEQ_KEEP_TEST_OUTPUT")) fs::remove_all(dir);
+  // A model that did not run a task: the headline average takes the common tasks only,
+  // and wins count out of the tasks each model ran.
+  rows.pop_back();  // transformer × H4
+  const std::string md2 = write_suite_report(dir + "_partial", "unit", rows, {});
+  EXPECT_NE(md2.find("| **average over the 3 task(s) every model ran** | | 80.00 | 75.67 | 65.00 |"), std::string::npos)
+      << md2;
+  EXPECT_NE(md2.find("| average over each model's own tasks | | 83.75 | 79.25 | 65.00 |"), std::string::npos) << md2;
+  EXPECT_NE(md2.find("| transformer | 0 of 3 |"), std::string::npos) << md2;
+  if (!std::getenv("MAMBASEQ_KEEP_TEST_OUTPUT")) fs::remove_all(dir), fs::remove_all(dir + "_partial");
 }

@@ -167,7 +167,7 @@ void parse_data(const std::string& path, const Section& d, DataSpec& ds) {
   if (ds.rc_augment) {
     if (!ds.load_options().tokenizer.has_reverse_complement())
       bad("rc_augment", ds.load_options().tokenizer.name() + " tokens have no reverse complement");
-    if (ds.source == "synthetic" && (ds.task == "selective_copy" || ds.task == "induction"))
+    if (ds.source == "synthetic" && (ds.task.rfind("selective_copy", 0) == 0 || ds.task.rfind("induction", 0) == 0))
       bad("rc_augment", "does not apply to the symbolic task " + ds.task);
   }
   const bool has_test_file = !ds.test.empty() || !ds.test_files.empty() || ds.source == "nt_dir";

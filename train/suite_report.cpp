@@ -103,20 +103,35 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
       }
       md += " " + best_model + " |\n";
     }
-    md += "| **average** | |";
-    for (const auto& m : models) {
-      double s = 0;
-      int n = 0;
-      for (const auto& r : rows)
-        if (r.model == m && !std::isnan(r.test.*metric)) s += r.test.*metric, ++n;
-      md += " " + (n ? num(s / n * scale, prec) : std::string("–")) + " |";
+    // Averages over different task sets do not compare: the first row takes only the
+    // tasks every model ran; the second, each model's own tasks (when they differ).
+    std::vector<std::string> common;
+    for (const auto& t : tasks) {
+      bool all = true;
+      for (const auto& m : models) all = all && find_row(rows, t, m) != nullptr;
+      if (all) common.push_back(t);
     }
-    md += " |\n\n";
+    auto avg_row = [&](const std::string& label, bool only_common) {
+      md += "| " + label + " | |";
+      for (const auto& m : models) {
+        double s = 0;
+        int n = 0;
+        for (const auto& r : rows)
+          if (r.model == m && !std::isnan(r.test.*metric) &&
+              (!only_common || std::find(common.begin(), common.end(), r.task) != common.end()))
+            s += r.test.*metric, ++n;
+        md += " " + (n ? num(s / n * scale, prec) : std::string("–")) + " |";
+      }
+      md += " |\n";
+    };
+    avg_row(fmt::format("**average over the {} task(s) every model ran**", common.size()), true);
+    if (common.size() != tasks.size()) avg_row("average over each model's own tasks", false);
+    md += "\n";
   };
   table("Accuracy (%)", &ClassMetrics::accuracy, 100.0, 2);
   table("MCC", &ClassMetrics::mcc, 1.0, 4);
 
-  md += "## Wins, cost and speed per model\n\n| model | tasks won (accuracy) | parameters | total training time (s) | "
+  md += "## Wins, cost and speed per model\n\n| model | tasks won (accuracy, of those it ran) | parameters | total training time (s) | "
         "training tokens/s | inference tokens/s |\n|---|---|---|---|---|---|\n";
   for (const auto& m : models) {
     int wins = 0;
@@ -137,7 +152,7 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
       itps += mine->infer_tokens_per_s;
       ++n;
     }
-    md += fmt::format("| {} | {} of {} | {} | {:.1f} | {:.0f} | {:.0f} |\n", m, wins, tasks.size(), params, secs,
+    md += fmt::format("| {} | {} of {} | {} | {:.1f} | {:.0f} | {:.0f} |\n", m, wins, n, params, secs,
                       n ? ttps / n : 0.0, n ? itps / n : 0.0);
   }
   md += "\n(Ties count as a win for every tied model.)\n\n";

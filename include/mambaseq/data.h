@@ -70,6 +70,10 @@ std::vector<int32_t> encode_nucleotides(const std::string& seq);  // unknown let
 //                   i is labelled with the i-th data base: copy them in order
 //   induction:      random bases, one trigger N followed by a base v, more random bases,
 //                   then N again as the last token, labelled v (vocabulary 6)
+// Their sequence-level forms (one class per sequence; CNN and Transformer run these):
+//   selective_copy_seq: 2 data bases at random positions among noise (N); the class is
+//                   the ordered pair (16 classes AA..TT)
+//   induction_seq:  the induction sequences, class = v (4 classes)
 Dataset make_synthetic(const std::string& task, int64_t n, int64_t len, uint64_t seed);
 std::vector<std::string> synthetic_task_names();
 

@@ -313,8 +313,8 @@ int main(int argc, char** argv) {
                         (long long)s.d, (long long)s.L, var, val, t);
           detail += buf;
         };
-        for (const char* c : {"8", "16", "32", "64"})
-          sw("fwd", "MAMBASEQ_SCAN_SEG", c, [&] { sb.fwd(false); });
+        for (const char* c : {"4,1", "8,1", "16,1", "16,16", "16,32", "16,64"})
+          sw("fwd", "MAMBASEQ_SCAN_FWD_Q", c, [&] { sb.fwd(false); });
         sb.fwd(true);
         for (const char* c : {"2,8,128", "4,4,64"})
           sw("bwd", "MAMBASEQ_SCAN_BWD_CFG", c, [&] { sb.zero_grads(); sb.bwd(); });
@@ -328,22 +328,13 @@ int main(int argc, char** argv) {
       const double b = time_ms([&] { cb.bwd(); });
       const double fb = time_ms([&] { cb.fwd(); cb.bwd(); });
       if (sweep) {
-        for (const char* run : {"32", "64", "128"}) {
+        for (const char* run : {"32", "64", "128", "256"}) {
           setenv("MAMBASEQ_CONV_RUN", run, 1);
-          for (const char* vb : {"16", "8"}) {
-            setenv("MAMBASEQ_CONV_VBYTES", vb, 1);
-            const double tf = time_ms([&] { cb.fwd(); }, 10);
-            std::snprintf(buf, sizeof buf, "sweep conv fwd (%lld,%lld,%lld) vbytes=%s run=%s: %.3f ms\n",
-                          (long long)s.b, (long long)s.d, (long long)s.L, vb, run, tf);
-            detail += buf;
-          }
-          for (const char* rb : {"4", "8"}) {
-            setenv("MAMBASEQ_CONV_ROWS_BWD", rb, 1);
-            const double tb = time_ms([&] { cb.bwd(); }, 10);
-            std::snprintf(buf, sizeof buf, "sweep conv bwd (%lld,%lld,%lld) rows=%s run=%s: %.3f ms\n",
-                          (long long)s.b, (long long)s.d, (long long)s.L, rb, run, tb);
-            detail += buf;
-          }
+          const double tf = time_ms([&] { cb.fwd(); }, 10);
+          const double tb = time_ms([&] { cb.bwd(); }, 10);
+          std::snprintf(buf, sizeof buf, "sweep conv (%lld,%lld,%lld) run=%s: fwd %.3f bwd %.3f ms\n",
+                        (long long)s.b, (long long)s.d, (long long)s.L, run, tf, tb);
+          detail += buf;
         }
         unsetenv("MAMBASEQ_CONV_VBYTES");
         unsetenv("MAMBASEQ_CONV_RUN");

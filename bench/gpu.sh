@@ -52,7 +52,7 @@ build-gpu/bench/bench_cuda $ref --out "$OUT/cuda_h100.md" ${SWEEP:+--sweep} 2>&1
 if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then
   for i in $PROFILE; do
     ncu --clock-control none --kernel-name regex:"${PROFILE_KERNELS:-scan_|conv_}" --section SpeedOfLight \
-      --section Occupancy --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section LaunchStats \
       ${PROFILE_SOURCE:+--section SourceCounters --print-details all} \
       build-gpu/bench/bench_cuda --profile "$i" >> "$OUT/ncu.txt" 2>&1
   done

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "kernels/cuda/launch.h"
 #include "mambaseq/cuda_kernels.h"
@@ -45,15 +46,22 @@ int pow2ceil(int64_t x) {
 }
 bool aligned(const void* p, int bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-// Every failure names the kernel and the shape it was called with.
+// Every failure names the kernel and the shape it was called with. The shape string is
+// built only on failure (the launch path stays cheap: small shapes take tens of µs).
 struct Ctx {
   const char* kernel;
-  std::string shape;
+  const void* args;
+  std::string (*shape_of)(const void*);
   [[noreturn]] void fail(const std::string& why) const {
-    throw Error(fmt::format("cuda {} ({}): {}", kernel, shape, why));
+    throw Error(fmt::format("cuda {} ({}): {}", kernel, shape_of(args), why));
   }
-  void check(bool ok, const std::string& why) const {
+  void check(bool ok, const char* why) const {
     if (!ok) fail(why);
+  }
+  // Formatted message, built only when the check fails.
+  template <typename... A>
+  void check(bool ok, fmt::format_string<A...> f, A&&... a) const {
+    if (!ok) fail(fmt::format(f, std::forward<A>(a)...));
   }
   // An activation pointer must be aligned to its element size.
   void ptr(const void* p, const char* name, int es, bool required) const {
@@ -69,10 +77,12 @@ struct Ctx {
   }
 };
 
-Ctx scan_ctx(const char* kernel, const ScanArgs& a) {
-  return {kernel, fmt::format("batch={} len={} dim={} dstate={} ngroups={} {}", a.batch, a.len, a.dim,
-                              a.dstate, a.ngroups, dtype_name(a.dtype))};
+std::string scan_shape(const void* p) {
+  const ScanArgs& a = *static_cast<const ScanArgs*>(p);
+  return fmt::format("batch={} len={} dim={} dstate={} ngroups={} {}", a.batch, a.len, a.dim, a.dstate, a.ngroups,
+                     dtype_name(a.dtype));
 }
+Ctx scan_ctx(const char* kernel, const ScanArgs& a) { return {kernel, &a, scan_shape}; }
 
 void check_scan(const Ctx& x, const ScanArgs& a) {
   x.check(a.dtype == DType::f32 || a.dtype == DType::f16 || a.dtype == DType::bf16, "unsupported dtype");
@@ -92,8 +102,8 @@ void check_scan(const Ctx& x, const ScanArgs& a) {
   x.ptr(a.delta_bias, "delta_bias", 4, false);
   x.ptr(a.h0, "h0", 4, false);
   x.check(a.u_ld >= a.dim && a.delta_ld >= a.dim && (!a.z || a.z_ld >= a.dim),
-          fmt::format("a row stride is smaller than dim (u_ld={} delta_ld={} z_ld={})", a.u_ld, a.delta_ld, a.z_ld));
-  x.check(a.bc_ld >= a.ngroups * a.dstate, fmt::format("bc_ld={} < ngroups*dstate", a.bc_ld));
+          "a row stride is smaller than dim (u_ld={} delta_ld={} z_ld={})", a.u_ld, a.delta_ld, a.z_ld);
+  x.check(a.bc_ld >= a.ngroups * a.dstate, "bc_ld={} < ngroups*dstate", a.bc_ld);
 }
 
 // Optional "S,G,NT" override of the launch shape (benchmarks sweep it).
@@ -182,13 +192,37 @@ int seq_width(const ScanArgs& a) {
 
 struct FwdPlan {
   bool seq;
-  int P, Lseg, CW;
+  int S, P, Lseg, CW;
 };
+// Forward for dstate <= 16: G = 16/S lanes per channel (S states each), CW channels per
+// block (up to 4 warps of 32/G channels; a block's channels share one B/C group), and
+// time segments only where channels × lanes do not fill the chip (measured on an H100,
+// bench/NOTES-cuda.md): S = 4 for ~12K–64K channels (each exp once, ~1500+ warps),
+// S = 16 otherwise, with segments (~128K walkers) when channels are few.
 FwdPlan fwd_plan(const ScanArgs& a) {
-  FwdPlan f{false, 1, 0, 0};
-  f.CW = seq_width(a);
-  f.seq = f.CW >= 32 && !std::getenv("MAMBASEQ_SCAN_FWD_CFG");
-  if (f.seq) pick_segments(a, a.batch * a.dim, 128 * 1024, 128, "MAMBASEQ_SCAN_SEG", &f.P, &f.Lseg);
+  FwdPlan f{false, 16, 1, 0, 0};
+  if (a.dstate > 16 || std::getenv("MAMBASEQ_SCAN_FWD_CFG")) return f;
+  const int64_t ch = a.batch * a.dim;
+  int S = ch * 4 >= 48 * 1024 && ch < 64 * 1024 ? 4 : 16, P = 0;
+  // "S,P" override (tests and the benchmark's sweep)
+  if (const char* v = std::getenv("MAMBASEQ_SCAN_FWD_Q"); v && *v) std::sscanf(v, "%d,%d", &S, &P);
+  if (S != 2 && S != 4 && S != 8 && S != 16) return f;
+  const int G = 16 / S, W = 32 / G;
+  const int64_t dpg = a.dim / a.ngroups;
+  if (a.ngroups > 1 && dpg % W) return f;
+  int nw = 4;
+  while (nw > 1 && (nw / 2) * W >= a.dim) nw /= 2;
+  if (a.ngroups > 1)
+    while (nw > 1 && dpg % (nw * W)) nw /= 2;
+  f.seq = true, f.S = S, f.CW = nw * W;
+  if (P <= 0) {  // S < 16 is chosen only where the chip fills without segments
+    P = 1;
+    while (S == 16 && ch * P < 128 * 1024 && a.len / (2 * P) >= 128 && P < 64) P *= 2;
+  }
+  int64_t seg = (a.len + P - 1) / P;
+  seg = (seg + kScanChunk - 1) / kScanChunk * kScanChunk;
+  f.Lseg = static_cast<int>(seg);
+  f.P = static_cast<int>((a.len + seg - 1) / seg);
   return f;
 }
 struct BwdPlan {
@@ -253,7 +287,7 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   k.out = out, k.out_ld = out_ld, k.h_final = h_final, k.ckpt = ckpt;
   const FwdPlan plan = fwd_plan(a);
   if (plan.seq) {
-    k.seq = true, k.S = 16, k.CW = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;
+    k.seq = true, k.S = plan.S, k.CW = plan.CW, k.CB = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;
     k.dpg = static_cast<int>(a.dim / a.ngroups);
     k.vec = (plan.CW * es) % 16 == 0 && rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}});
     const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
@@ -265,7 +299,7 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   const int Npad = pow2ceil(a.dstate);
   if (!env_cfg("MAMBASEQ_SCAN_FWD_CFG", &S, &G, &NT)) pick_split(a.batch * a.dim, Npad, 16, &S, &G);
   x.check(S == 2 || S == 4 || S == 8 || S == 16, "unsupported states per lane");
-  x.check(fill_block(a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
+  x.check(fill_block(a, k, S, G, NT), "unusable launch shape S={} G={} NT={}", S, G, NT);
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}});
   // Largest tile that keeps a block under ~50 KB of shared memory (several blocks per SM).
   k.Tt = 16;
@@ -308,14 +342,14 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   const BwdPlan plan = bwd_plan(a);
   const int S = plan.S, G = plan.G, NT = plan.NT;
   x.check(S == 1 || S == 2 || S == 4, "unsupported states per lane");
-  x.check(fill_block(a, k, S, G, NT), fmt::format("unusable launch shape S={} G={} NT={}", S, G, NT));
+  x.check(fill_block(a, k, S, G, NT), "unusable launch shape S={} G={} NT={}", S, G, NT);
   k.P = plan.P, k.Lseg = plan.Lseg, k.CW = plan.CW;
   const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
   k.ws = ws.p;
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});
   k.Tsub = 8;
   k.smem = detail::scan_bwd_smem(es, k.NT, k.CB, k.Tsub, k.N, k.Npad, k.S);
-  x.check(k.smem <= 227 * 1024, fmt::format("needs {} bytes of shared memory", k.smem));
+  x.check(k.smem <= 227 * 1024, "needs {} bytes of shared memory", k.smem);
   x.launched(detail::scan_bwd_launch(k, stream));
 }
 
@@ -342,10 +376,12 @@ int env_int_conv(const char* name, int dflt) {
   return x > 0 ? x : dflt;
 }
 
-Ctx conv_ctx(const char* kernel, const Conv1dArgs& a) {
-  return {kernel, fmt::format("batch={} len={} channels={} width={} {}", a.batch, a.len, a.channels,
-                              a.width, dtype_name(a.dtype))};
+std::string conv_shape(const void* p) {
+  const Conv1dArgs& a = *static_cast<const Conv1dArgs*>(p);
+  return fmt::format("batch={} len={} channels={} width={} {}", a.batch, a.len, a.channels, a.width,
+                     dtype_name(a.dtype));
 }
+Ctx conv_ctx(const char* kernel, const Conv1dArgs& a) { return {kernel, &a, conv_shape}; }
 
 void check_conv(const Ctx& x, const Conv1dArgs& a) {
   x.check(a.dtype == DType::f32 || a.dtype == DType::f16 || a.dtype == DType::bf16, "unsupported dtype");

@@ -128,6 +128,18 @@ __device__ __forceinline__ float softplus_f(float x) {
   }
   return kLn2 * lg2(1.f + e);
 }
+// The same function without branches (lanes of a warp disagreeing on the branch would
+// run both): both forms computed, the right one selected.
+__device__ __forceinline__ float softplus_nb(float x) {
+  const float e = ex2(x * kLog2e);
+  float p = fmaf(e, -1.f / 6, 1.f / 5);
+  p = fmaf(e, p, -1.f / 4);
+  p = fmaf(e, p, 1.f / 3);
+  p = fmaf(e, p, -1.f / 2);
+  p = fmaf(e, p, 1.f);
+  const float r = e < 0.0625f ? e * p : kLn2 * lg2(1.f + e);
+  return x > 20.f ? x : r;
+}
 __device__ __forceinline__ float softplus_grad_f(float x) { return x > 20.f ? 1.f : sigmoid_f(x); }
 
 // ---- asynchronous copies (sm_80+) ----------------------------------------------------

@@ -19,8 +19,8 @@ struct ScanK {
   // tokens; a first pass leaves each segment's local end state (forward) or local
   // adjoint (backward) in ws [batch, P, dim, 17], folded by the segments after it.
   int P = 1, Lseg = 0;
-  bool seq = false;                       // forward: one lane per channel, all states in it
-  int CW = 0;                             // channels (= threads) per block of those kernels
+  bool seq = false;                       // forward, dstate <= 16: 16/S lanes per channel, S states each
+  int CW = 0;                             // channels per block of those kernels (bwd segment pass: = threads)
   float* ws = nullptr;
   int nck = 0;                            // checkpoint chunks = ceil(len / kScanChunk)
   int smem = 0;                           // dynamic shared memory bytes
@@ -74,6 +74,7 @@ struct ConvK {
 int scan_fwd_smem(int dtype_size, int NT, int CB, int Tt, int N, int Npad);
 int scan_bwd_smem(int dtype_size, int NT, int CB, int Tsub, int N, int Npad, int S);
 int scan_seq_smem(int dtype_size, int CW, int N);
+int scan_q_smem(int dtype_size, int CB, int N, int S);
 
 // Launchers: return a cudaError_t value (0 = success).
 int scan_fwd_launch(const ScanK& k, CUstream_st* s);

@@ -109,8 +109,10 @@ __device__ __forceinline__ void stage_rows(T* dst, const T* src, int64_t ld, int
   if (vec) {
     constexpr int V = kVec<T>;
     const int vpr = CB / V, n = Tt * vpr;
+    const bool pow2 = (vpr & (vpr - 1)) == 0;
+    const int lg = __ffs(vpr) - 1;
     for (int i = tid; i < n; i += NT) {
-      const int t = i / vpr, j = i - t * vpr;
+      const int t = pow2 ? i >> lg : i / vpr, j = i - t * vpr;
       const int cg = c0 + j * V;
       const bool ok = t0 + t < L && cg < dim;
       const T* s = ok ? src + (row0 + t0 + t) * ld + cg : src;
@@ -138,8 +140,10 @@ __device__ __forceinline__ void stage_bc(T* dstB, T* dstC, const ScanK& p, int64
   if (p.bc4) {
     const int w = p.bc4 == 2 ? 16 : 4;  // bytes per copy
     const int wpr = N * static_cast<int>(sizeof(T)) / w, n = Tt * wpr;
+    const bool pow2 = (wpr & (wpr - 1)) == 0;
+    const int lg = __ffs(wpr) - 1;
     for (int i = tid; i < n; i += NT) {
-      const int t = i / wpr, k = i - t * wpr;
+      const int t = pow2 ? i >> lg : i / wpr, k = i - t * wpr;
       const bool ok = t0 + t < L;
       const int64_t off = ok ? ((row0 + t0 + t) * p.bc_ld + col) : 0;
       char* db = reinterpret_cast<char*>(dstB + t * N) + w * k;
@@ -413,12 +417,241 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
   }
 }
 
-// ---- forward, one lane per channel ----------------------------------------------------
-// For dstate ≤ 16: lane = channel, all 16 (padded) states in registers, so softplus,
-// gating and ⟨h, C⟩ are done once per element with no partial sums, and the time loop
-// touches shared memory only to read (it pipelines freely). Parallelism comes from time
-// segments: segment p's block starts from the state the earlier segments leave, folded
-// from their local end states (pass 1):  h ← exp2(A·log2e·Σδ_q) ⊙ h + hloc_q.
+// ---- forward, G lanes per channel, S = 16/G states per lane ----------------------------
+// For dstate ≤ 16 (padded to 16). Lane (channel, state group q) keeps S states in
+// registers, so every exp is computed once per state update. A warp holds W = 32/G
+// channels. Tokens go in groups of U = 8: lane q prepares k = U/G of them (δ, δu, and
+// keeps u, z), hands (δ, δu) to its channel's lanes through a per-warp shared buffer,
+// all lanes run the U updates on their states (B/C of their group broadcast from shared
+// memory as 16-byte loads), and the U partial ⟨h, C⟩ are reduce-scattered over the G
+// lanes so that lane q finishes its own k tokens (D skip, gate, store).
+// Time segments (few channels, long sequences): pass 1 leaves each segment's local end
+// state (from h = 0) and Σδ in ws; pass 2 folds the earlier segments into its start.
+constexpr int kQN = 16;  // padded states per channel
+constexpr int kQT = 32;  // tile tokens
+constexpr int kQU = 8;   // tokens per group
+
+struct QLayout {
+  int raw, raw_sz, bcraw, bcraw_sz, bcf, wbuf, total;
+};
+__host__ __device__ inline QLayout q_layout(int es, int CB, int N, int nwarps) {
+  QLayout L{};
+  L.raw_sz = align16(3 * kQT * CB * es);  // delta | u | z
+  L.bcraw_sz = align16(2 * kQT * N * es);
+  int off = 0;
+  L.raw = off, off += 2 * L.raw_sz;
+  L.bcraw = off, off += 2 * L.bcraw_sz;
+  L.bcf = off, off += 2 * kQT * 2 * kQN * 4;  // f32 [token][G blocks of (B×S, C×S)], double buffered
+  L.wbuf = off, off += nwarps * kQU * 32 * 8;  // per warp (δ, δu) [U][channels of the warp] (≤ 32 channels)
+  L.total = off;
+  return L;
+}
+
+// B/C rows of a tile to f32, lane group q's 2S values contiguous: [B_qS..qS+S−1, C_qS..].
+template <typename T, int S>
+__device__ __forceinline__ void prep_bc_q(float* dst, const T* Bs, const T* Cs, int N, int tid, int NT) {
+  for (int i = tid; i < kQT * kQN; i += NT) {
+    const int t = i / kQN, n = i - t * kQN;
+    float b = 0.f, c = 0.f;
+    if (n < N) b = to_f(Bs[t * N + n]), c = to_f(Cs[t * N + n]);
+    float* d = dst + t * 2 * kQN + (n / S) * 2 * S + (n % S);
+    d[0] = b, d[S] = c;
+  }
+}
+
+template <typename T, int S, int PASS>
+__global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
+  constexpr int G = kQN / S, W = 32 / G, K = kQU / G;
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, NT = blockDim.x, CB = NT / G;
+  const int warp = tid >> 5, lane = tid & 31, chw = lane / G, q = lane % G;
+  const int cb = warp * W + chw;  // channel within the block
+  const int N = p.N, L = p.len, dim = p.dim;
+  const int c0 = blockIdx.x * CB, c = c0 + cb, seg = blockIdx.y, b = blockIdx.z;
+  const bool cvalid = c < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const int s0 = seg * p.Lseg, s1 = min(L, s0 + p.Lseg);
+  const QLayout lay = q_layout(sizeof(T), CB, N, NT / 32);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* U_ = static_cast<const T*>(p.u);
+  const T* Z = PASS == 2 ? static_cast<const T*>(p.z) : nullptr;
+  T* out = static_cast<T*>(p.out);
+  float2* wb = reinterpret_cast<float2*>(smem + lay.wbuf) + warp * kQU * 32;
+
+  float A2[S], h[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int n = q * S + s;
+    A2[s] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
+    h[s] = 0.f;
+  }
+  const float bias = cvalid && p.bias ? p.bias[c] : 0.f;
+  const float Dv = cvalid && p.D ? p.D[c] : 0.f;
+  float dsum = 0.f;
+  if (PASS == 2) {
+    if (cvalid && p.h0) {
+#pragma unroll
+      for (int s = 0; s < S; ++s)
+        if (q * S + s < N) h[s] = p.h0[(static_cast<int64_t>(b) * dim + c) * N + q * S + s];
+    }
+    for (int sq = 0; sq < seg; ++sq) {  // fold the earlier segments
+      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + sq) * dim + (cvalid ? c : 0)) * 17;
+      const float sd = w[16];
+#pragma unroll
+      for (int s = 0; s < S; ++s) h[s] = fmaf(ex2(sd * A2[s]), h[s], q * S + s < N ? w[q * S + s] : 0.f);
+    }
+  }
+
+  auto raw = [&](int i) { return reinterpret_cast<T*>(smem + lay.raw + (i & 1) * lay.raw_sz); };
+  auto rawbc = [&](int i) { return reinterpret_cast<T*>(smem + lay.bcraw + (i & 1) * lay.bcraw_sz); };
+  auto bcf = [&](int i) { return reinterpret_cast<float*>(smem + lay.bcf + (i & 1) * kQT * 2 * kQN * 4); };
+  auto issue = [&](int i) {
+    T* r = raw(i);
+    const int t0 = s0 + i * kQT;
+    stage_rows<T>(r, Dl, p.delta_ld, row0, t0, kQT, s1, c0, CB, dim, p.vec, tid, NT);
+    stage_rows<T>(r + kQT * CB, U_, p.u_ld, row0, t0, kQT, s1, c0, CB, dim, p.vec, tid, NT);
+    if (Z) stage_rows<T>(r + 2 * kQT * CB, Z, p.z_ld, row0, t0, kQT, s1, c0, CB, dim, p.vec, tid, NT);
+    T* rb = rawbc(i);
+    ScanK qk = p;
+    qk.len = s1;  // stage_bc zero-fills rows at or past len
+    stage_bc<T>(rb, rb + kQT * N, qk, row0, t0, kQT, grp, tid, NT);
+    cp_async_commit();
+  };
+  auto prep = [&](int i) {
+    const T* rb = rawbc(i);
+    prep_bc_q<T, S>(bcf(i), rb, rb + kQT * N, N, tid, NT);
+  };
+
+  const int ntiles = (s1 - s0 + kQT - 1) / kQT;
+  issue(0);
+  cp_async_wait<0>();
+  __syncthreads();
+  prep(0);
+  __syncthreads();
+  for (int i = 0; i < ntiles; ++i) {
+    const int t0 = s0 + i * kQT, tn = min(kQT, s1 - t0);
+    if (i + 1 < ntiles) issue(i + 1);
+    if (PASS == 2 && p.ckpt && (t0 % kChunk) == 0 && cvalid) {
+      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N;
+#pragma unroll
+      for (int s = 0; s < S; ++s)
+        if (q * S + s < N) dst[q * S + s] = h[s];
+    }
+    const T* rd = raw(i);
+    const T* ru = rd + kQT * CB;
+    const T* rz = rd + 2 * kQT * CB;
+    const float* bct = bcf(i) + q * 2 * S;
+    float ys[kQT / G];  // this lane's outputs of the tile, stored after its last token
+    constexpr int NG = kQT / kQU;
+    float uk[NG][K], zk[NG][K];
+    // prep of group g: this lane's K tokens (δ, δu) into the warp's buffer g & 1, u and z kept
+    auto prep_group = [&](int g) {
+      float2* wbg = wb + (g & 1) * kQU * W;
+#pragma unroll
+      for (int j = 0; j < K; ++j) {
+        const int tl = g * kQU + q * K + j;
+        float dt = 0.f, du = 0.f;
+        uk[g][j] = 0.f, zk[g][j] = 0.f;
+        if (tl < tn) {
+          dt = to_f(rd[tl * CB + cb]) + bias;
+          if (p.softplus) dt = softplus_nb(dt);
+          uk[g][j] = to_f(ru[tl * CB + cb]);
+          du = dt * uk[g][j];
+          if (PASS == 2 && Z) zk[g][j] = to_f(rz[tl * CB + cb]);
+        }
+        if (PASS == 1) dsum += dt;
+        wbg[(q * K + j) * W + chw] = make_float2(dt, du);
+      }
+    };
+    prep_group(0);
+    __syncwarp();
+#pragma unroll
+    for (int g = 0; g < NG; ++g) {
+      if (g * kQU >= tn) break;
+      const float2* wbg = wb + (g & 1) * kQU * W;
+      float y[kQU];
+#pragma unroll
+      for (int t = 0; t < kQU; ++t) {
+        const float2 d = wbg[t * W + chw];
+        const float* r = bct + (g * kQU + t) * 2 * kQN;
+        // (B×S, C×S) of this lane's states; pass 1 needs only B (S ≥ 4: C not loaded)
+        constexpr int NV = (PASS == 1 && S >= 4) ? S : 2 * S;
+        float v[2 * S];
+#pragma unroll
+        for (int e = 0; e < NV; e += 4) {
+          const float4 x4 = *reinterpret_cast<const float4*>(r + e);
+          v[e] = x4.x, v[e + 1] = x4.y, v[e + 2] = x4.z, v[e + 3] = x4.w;
+        }
+        float a = 0.f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          h[s] = fmaf(ex2(d.x * A2[s]), h[s], d.y * v[s]);
+          if (PASS == 2) a = fmaf(h[s], v[S + s], a);
+        }
+        y[t] = a;
+      }
+      // the next group's prep overlaps this group's updates (other buffer)
+      if (g + 1 < NG && (g + 1) * kQU < tn) prep_group(g + 1);
+      __syncwarp();
+      if (PASS == 2) {
+        // reduce-scatter over the G lanes: lane q ends with tokens q·K .. q·K+K−1
+        int n = kQU;
+#pragma unroll
+        for (int m = G / 2; m >= 1; m /= 2) {
+          const bool up = (q & m) != 0;
+#pragma unroll
+          for (int j = 0; j < kQU / 2; ++j) {
+            if (j < n / 2) {
+              const float send = up ? y[j] : y[j + n / 2];
+              const float keep = up ? y[j + n / 2] : y[j];
+              y[j] = keep + __shfl_xor_sync(0xffffffffu, send, m);
+            }
+          }
+          n /= 2;
+        }
+#pragma unroll
+        for (int j = 0; j < K; ++j) {
+          float v = fmaf(Dv, uk[g][j], y[j]);
+          if (Z) v *= silu_f(zk[g][j]);
+          ys[g * K + j] = v;
+        }
+      }
+    }
+    if (PASS == 2 && cvalid) {
+#pragma unroll
+      for (int g = 0; g < kQT / kQU; ++g)
+#pragma unroll
+        for (int j = 0; j < K; ++j) {
+          const int tl = g * kQU + q * K + j;
+          if (tl < tn) out[(row0 + t0 + tl) * p.out_ld + c] = from_f<T>(ys[g * K + j]);
+        }
+    }
+    if (i + 1 < ntiles) {
+      cp_async_wait<0>();
+      __syncthreads();  // tile i+1 landed; everyone is done with bcf(i+1)'s old contents
+      prep(i + 1);
+      __syncthreads();
+    }
+  }
+  if (PASS == 1) {
+#pragma unroll
+    for (int m = G / 2; m >= 1; m /= 2) dsum += __shfl_xor_sync(0xffffffffu, dsum, m);
+    if (!cvalid) return;
+    float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (q * S + s < N) w[q * S + s] = h[s];
+    if (q == 0) w[16] = dsum;
+  } else if (p.h_final && seg == p.P - 1 && cvalid) {
+    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + c) * N;
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (q * S + s < N) dst[q * S + s] = h[s];
+  }
+}
+
+// ---- lane-per-channel helpers for the backward's segment pass -------------------------
 constexpr int kSeqN = 16;  // states per lane
 constexpr int kSeqT = 16;  // tile tokens (small tiles: more blocks fit in shared memory)
 
@@ -436,7 +669,9 @@ __host__ __device__ inline SeqLayout seq_layout(int es, int CW, int N) {
   L.total = off;
   return L;
 }
-
+// ---- forward, one lane per channel (all 16 states in it) ------------------------------
+// The same two passes with G = 1: per-element work once per lane, B/C broadcast, no
+// partial sums; the best shape where channels are many (or segments are needed anyway).
 template <typename T>
 __device__ __forceinline__ void st_global(T* p, float v) {
   if constexpr (sizeof(T) == 4) {
@@ -579,6 +814,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
       if (n < N) dst[n] = h[n];
   }
 }
+
 
 // Backward, first pass for time segments: the local adjoint of segment q ≥ 1, i.e. the
 // gradient w.r.t. the state before its first token from its own outputs alone
@@ -952,8 +1188,22 @@ int set_smem(Kern kern, int bytes) {
   return cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
+template <typename T, int S>
+int launch_q_s(const ScanK& k, cudaStream_t s) {
+  constexpr int G = kQN / S;
+  const int NT = k.CW * G;
+  const int smem = q_layout(sizeof(T), k.CW, k.N, NT / 32).total;
+  const unsigned gx = (k.dim + k.CW - 1) / k.CW;
+  if (k.P > 1) {
+    if (int e = set_smem(scan_fwd_q_kernel<T, S, 1>, smem)) return e;
+    scan_fwd_q_kernel<T, S, 1><<<dim3(gx, k.P - 1, k.batch), NT, smem, s>>>(k);
+  }
+  if (int e = set_smem(scan_fwd_q_kernel<T, S, 2>, smem)) return e;
+  scan_fwd_q_kernel<T, S, 2><<<dim3(gx, k.P, k.batch), NT, smem, s>>>(k);
+  return cudaGetLastError();
+}
 template <typename T>
-int launch_seq(const ScanK& k, cudaStream_t s) {
+int launch_seq16(const ScanK& k, cudaStream_t s) {
   const int smem = seq_layout(sizeof(T), k.CW, k.N).total;
   const unsigned gx = (k.dim + k.CW - 1) / k.CW;
   if (k.P > 1) {
@@ -963,6 +1213,16 @@ int launch_seq(const ScanK& k, cudaStream_t s) {
   if (int e = set_smem(scan_fwd_seq_kernel<T, 2>, smem)) return e;
   scan_fwd_seq_kernel<T, 2><<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
   return cudaGetLastError();
+}
+template <typename T>
+int launch_seq(const ScanK& k, cudaStream_t s) {
+  switch (k.S) {
+    case 16: return launch_seq16<T>(k, s);
+    case 2: return launch_q_s<T, 2>(k, s);
+    case 4: return launch_q_s<T, 4>(k, s);
+    case 8: return launch_q_s<T, 8>(k, s);
+  }
+  return cudaErrorInvalidValue;
 }
 
 template <typename T, int S>
@@ -1020,6 +1280,7 @@ int scan_bwd_smem(int es, int NT, int CB, int Tsub, int N, int Npad, int S) {
 }
 
 int scan_seq_smem(int es, int CW, int N) { return seq_layout(es, CW, N).total; }
+int scan_q_smem(int es, int CB, int N, int S) { return q_layout(es, CB, N, CB * (kQN / S) / 32).total; }
 
 int scan_fwd_launch(const ScanK& k, cudaStream_t s) {
   switch (k.dtype) {

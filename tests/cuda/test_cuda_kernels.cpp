@@ -148,7 +148,8 @@ struct ScanCase {
   int64_t bc_off = 8;   // column of B within the x_proj-like row
   const char* cfg_fwd = nullptr;  // "S,G,NT" launch-shape override, or null
   const char* cfg_bwd = nullptr;
-  const char* seg_fwd = nullptr;  // time segments (forward, backward) override, or null
+  const char* seg_fwd = nullptr;  // forward "S,P" (states per lane, time segments) override, or null
+                                  // (backward: time segments), or null
   const char* seg_bwd = nullptr;
 };
 
@@ -159,11 +160,11 @@ struct EnvCfg {
   EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr) {
     if (fwd) setenv("MAMBASEQ_SCAN_FWD_CFG", fwd, 1);
     if (bwd) setenv("MAMBASEQ_SCAN_BWD_CFG", bwd, 1);
-    if (sf) setenv("MAMBASEQ_SCAN_SEG", sf, 1);
+    if (sf) setenv("MAMBASEQ_SCAN_FWD_Q", sf, 1);
     if (sb) setenv("MAMBASEQ_SCAN_BWD_SEG", sb, 1);
   }
   ~EnvCfg() {
-    for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_SEG", "MAMBASEQ_SCAN_BWD_SEG"})
+    for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG"})
       unsetenv(v);
   }
 };
@@ -331,10 +332,21 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"cfg_S2_G8_f32", T::f32, 2, 150, 256, 16, 1, true, true, true, true, true, 8, 8, "2,8,256", "2,8,256"},
     ScanCase{"cfg_S2_G8_NT64_bf16", T::bf16, 2, 150, 256, 16, 1, true, true, true, true, true, 8, 8, "2,8,64", "1,16,64"},
     // time segments (forward lane-per-channel kernel, backward local adjoints)
-    ScanCase{"seg3_bf16_h0", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "3", "3"},
-    ScanCase{"seg5_f32_groups2", T::f32, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "5", "2"},
-    ScanCase{"seg4_f16_N7_noz", T::f16, 2, 260, 96, 7, 1, false, true, true, true, true, 8, 8, nullptr, nullptr, "4", "4"},
-    ScanCase{"seg2_f32_bare_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2", "2"},
+    ScanCase{"seg3_bf16_h0", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3"},
+    ScanCase{"seg5_f32_groups2", T::f32, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,5", "2"},
+    ScanCase{"seg4_f16_N7_noz", T::f16, 2, 260, 96, 7, 1, false, true, true, true, true, 8, 8, nullptr, nullptr, "8,4", "4"},
+    ScanCase{"seg2_f32_bare_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2,2", "2"},
+    // forward lanes per channel (S states a lane) without segments, odd tails, groups
+    ScanCase{"q4_f32_h0", T::f32, 3, 151, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1"},
+    ScanCase{"q8_bf16_h0", T::bf16, 2, 77, 160, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,1"},
+    ScanCase{"q2_f16_groups4", T::f16, 2, 99, 64, 16, 4, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,1"},
+    ScanCase{"q4_f32_N5_unaligned", T::f32, 2, 45, 40, 5, 1, true, true, true, true, true, 1, 3, nullptr, nullptr, "4,1"},
+    ScanCase{"q8_f32_seg7_N16", T::f32, 1, 1000, 48, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,7"},
+    // lane per channel (S = 16), with and without segments
+    ScanCase{"q16_f32_seg4_h0", T::f32, 2, 700, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4"},
+    ScanCase{"q16_f32_bare", T::f32, 2, 131, 96, 16, 1, false, false, false, false, false, 8, 8, nullptr, nullptr, "16,1"},
+    ScanCase{"q16_bf16_groups2_N9", T::bf16, 2, 300, 128, 9, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3"},
+    ScanCase{"q4_bf16_seg16_groups2", T::bf16, 2, 2048, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,16"},
     ScanCase{"cfg_S16_G4_N64_f32", T::f32, 1, 70, 64, 64, 1, true, true, true, true, true, 8, 8, "16,4,128", "4,16,256"},
     ScanCase{"cfg_S8_G8_N64_bf16", T::bf16, 1, 70, 64, 64, 2, true, true, true, true, true, 8, 8, "8,8,256", "2,32,128"}),
     case_name);

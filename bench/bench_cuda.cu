@@ -328,13 +328,17 @@ int main(int argc, char** argv) {
       const double b = time_ms([&] { cb.bwd(); });
       const double fb = time_ms([&] { cb.fwd(); cb.bwd(); });
       if (sweep) {
-        for (const char* run : {"32", "64", "128", "256"}) {
+        for (const char* run : {"16", "32", "64", "128", "256"}) {
           setenv("MAMBASEQ_CONV_RUN", run, 1);
-          const double tf = time_ms([&] { cb.fwd(); }, 10);
           const double tb = time_ms([&] { cb.bwd(); }, 10);
-          std::snprintf(buf, sizeof buf, "sweep conv (%lld,%lld,%lld) run=%s: fwd %.3f bwd %.3f ms\n",
-                        (long long)s.b, (long long)s.d, (long long)s.L, run, tf, tb);
-          detail += buf;
+          for (const char* ring : {"0", "1"}) {
+            setenv("MAMBASEQ_CONV_RING", ring, 1);
+            const double tf = time_ms([&] { cb.fwd(); }, 10);
+            std::snprintf(buf, sizeof buf, "sweep conv (%lld,%lld,%lld) run=%s ring=%s: fwd %.3f bwd %.3f ms\n",
+                          (long long)s.b, (long long)s.d, (long long)s.L, run, ring, tf, tb);
+            detail += buf;
+          }
+          unsetenv("MAMBASEQ_CONV_RING");
         }
         unsetenv("MAMBASEQ_CONV_VBYTES");
         unsetenv("MAMBASEQ_CONV_RUN");

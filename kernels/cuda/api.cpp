@@ -406,8 +406,8 @@ ConvK conv_fill(const Conv1dArgs& a) {
   k.x = a.x, k.x_ld = a.x_ld, k.w = a.w, k.bias = a.bias, k.init = a.width > 1 ? a.init_state : nullptr;
   // 8 bytes of channels a thread and runs of 32 tokens measured best on an H100 (runs
   // amortise the K−1 halo rows; shorter ones only when the chip would not fill).
-  k.vbytes = env_int_conv("MAMBASEQ_CONV_VBYTES", 8) == 16 ? 16 : 8;
-  const int64_t vecs = a.batch * a.channels / (k.vbytes / dtype_size(a.dtype));
+  k.ring = env_int("MAMBASEQ_CONV_RING", 0) == 1;
+  const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));
   k.run = 32;
   while (k.run > 8 && vecs * ((a.len + k.run - 1) / k.run) < 64 * 1024) k.run /= 2;
   k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);

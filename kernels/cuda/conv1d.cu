@@ -63,8 +63,20 @@ __device__ __forceinline__ void load_row(const ConvK& p, int b, int t, int c, fl
   }
 }
 
-template <typename T, int K, int V>
+// 8 bytes global -> shared, asynchronously (zero-filled when !valid). The "memory" clobber
+// keeps the compiler from moving shared-memory reads of the slot past the refill.
+__device__ __forceinline__ void cp_async8m(void* smem, const void* gmem, bool valid) {
+  const unsigned sa = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(sa), "l"(gmem), "r"(valid ? 8 : 0)
+               : "memory");
+}
+
+// RING: rows come through a per-thread ring of kRingFwd rows in shared memory filled by
+// cp.async (more bytes in flight, no registers held), else register batches.
+constexpr int kRingFwd = 16;
+template <typename T, int K, int V, bool RING>
 __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
+  __shared__ __align__(16) raw_t<T, V> ring[RING ? kRingFwd : 1][kThreads];
   const FastMap m = fast_map(p.C, V, p.len, p.run);
   const int jv = threadIdx.x % m.VB, rr = threadIdx.x / m.VB;
   const int j = blockIdx.x * m.VB + jv, r = blockIdx.y * m.RB + rr, b = blockIdx.z;
@@ -90,10 +102,27 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
     for (int i = 0; i < kRows; ++i)
       if (tc + i < te) rows[i] = *reinterpret_cast<const raw_t<T, V>*>(x + (static_cast<int64_t>(b) * p.len + tc + i) * p.x_ld + c);
   };
+  auto issue = [&](int t) {  // RING: row t into slot (t − ts) mod kRingFwd
+    const bool ok = t < te;
+    cp_async8m(&ring[(t - ts) & (kRingFwd - 1)][threadIdx.x],
+               x + (static_cast<int64_t>(b) * p.len + (ok ? t : 0)) * p.x_ld + c, ok);
+    cp_async_commit();
+  };
   raw_t<T, V> cur[kRows], nxt[kRows];
-  fetch(ts, cur);
+  if constexpr (RING) {
+#pragma unroll
+    for (int i = 0; i < kRingFwd; ++i) issue(ts + i);
+  } else {
+    fetch(ts, cur);
+  }
   for (int tc = ts; tc < te; tc += kRows) {
-    if (tc + kRows < te) fetch(tc + kRows, nxt);
+    if constexpr (RING) {
+      cp_async_wait<kRingFwd - kRows>();
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) cur[i] = ring[(tc + i - ts) & (kRingFwd - 1)][threadIdx.x];
+    } else {
+      if (tc + kRows < te) fetch(tc + kRows, nxt);
+    }
 #pragma unroll
     for (int i = 0; i < kRows; ++i) {
       if (tc + i >= te) break;
@@ -112,9 +141,15 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
 #pragma unroll
         for (int e = 0; e < V; ++e) win[k][e] = win[k + 1][e];
     }
+    if constexpr (RING) {
 #pragma unroll
-    for (int i = 0; i < kRows; ++i) cur[i] = nxt[i];
+      for (int i = 0; i < kRows; ++i) issue(tc + kRingFwd + i);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kRows; ++i) cur[i] = nxt[i];
+    }
   }
+  if constexpr (RING) cp_async_wait<0>();
   if (p.final_state && te == p.len) {
     // win[0..K−2] now holds x̃[len−(K−1) .. len−1] (the loop ran ≥ 1 step: len ≥ 1).
     T* fs = static_cast<T*>(p.final_state);
@@ -126,11 +161,15 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
   }
 }
 
-// R: rows of x and dout requested together (backward holds more state per row).
+// R: rows of x and dout consumed per batch. Rows come through a per-thread ring of
+// D = 16 rows in shared memory filled by cp.async (one commit group per row), so ~D rows
+// per thread are in flight without holding registers (the register-buffered version was
+// limited by bytes in flight: 158 registers, 12 warps per SM).
 template <typename T, int K, int V, int R>
 __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
-  constexpr int kRowsBwd = R;
+  constexpr int kRowsBwd = R, D = 16;
   __shared__ float red[kThreads * (K + 1)];  // per thread, one channel-sum slot at a time
+  __shared__ __align__(16) raw_t<T, V> ring[D][2][kThreads];
   const FastMap m = fast_map(p.C, V, p.len, p.run);
   const int jv = threadIdx.x % m.VB, rr = threadIdx.x / m.VB;
   const int j = blockIdx.x * m.VB + jv, r = blockIdx.y * m.RB + rr, b = blockIdx.z;
@@ -145,6 +184,19 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
   }
   if (active) {
     const int ts = r * p.run, te = min(p.len, ts + p.run);
+    const T* dout = static_cast<const T*>(p.dout);
+    const T* x = static_cast<const T*>(p.x);
+    const int tlast = te + K - 1;  // exclusive: dpre is needed up to te+K−2
+    auto issue = [&](int t) {  // row t into ring slot (t − ts) mod D
+      const int sl = (t - ts) & (D - 1);
+      const bool ok = t < tlast && t < p.len;
+      const int64_t row = static_cast<int64_t>(b) * p.len + (ok ? t : 0);
+      cp_async8m(&ring[sl][0][threadIdx.x], x + row * p.x_ld + c, ok);
+      cp_async8m(&ring[sl][1][threadIdx.x], dout + row * p.dout_ld + c, ok);
+      cp_async_commit();
+    };
+#pragma unroll
+    for (int i = 0; i < D; ++i) issue(ts + i);
     float w[K][V], bias[V];
 #pragma unroll
     for (int e = 0; e < V; ++e) {
@@ -159,27 +211,17 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
     for (int k = 0; k < K; ++k)
 #pragma unroll
       for (int e = 0; e < V; ++e) hist[k][e] = 0.f;
-    const T* dout = static_cast<const T*>(p.dout);
     T* dx = static_cast<T*>(p.dx);
     // First run of the sequence: dx̃ at j < 0 goes to dinit_state.
     const int jfirst = (ts == 0 && p.dinit) ? -(K - 1) : ts;
-    const T* x = static_cast<const T*>(p.x);
-    const int tlast = te + K - 1;  // exclusive: dpre is needed up to te+K−2
-    auto fetch = [&](int tc, raw_t<T, V> (&xr)[kRowsBwd], raw_t<T, V> (&gr)[kRowsBwd]) {
+    for (int tc = ts; tc < tlast; tc += kRowsBwd) {
+      cp_async_wait<D - R>();  // rows tc .. tc+R−1 landed
+      raw_t<T, V> xr[kRowsBwd], gr[kRowsBwd];
 #pragma unroll
       for (int i = 0; i < kRowsBwd; ++i) {
-        const int t = tc + i;
-        if (t < tlast && t < p.len) {
-          const int64_t row = static_cast<int64_t>(b) * p.len + t;
-          xr[i] = *reinterpret_cast<const raw_t<T, V>*>(x + row * p.x_ld + c);
-          gr[i] = *reinterpret_cast<const raw_t<T, V>*>(dout + row * p.dout_ld + c);
-        }
+        const int sl = (tc + i - ts) & (D - 1);
+        xr[i] = ring[sl][0][threadIdx.x], gr[i] = ring[sl][1][threadIdx.x];
       }
-    };
-    raw_t<T, V> xr[kRowsBwd], gr[kRowsBwd], xn[kRowsBwd], gn[kRowsBwd];
-    fetch(ts, xr, gr);
-    for (int tc = ts; tc < tlast; tc += kRowsBwd) {
-      if (tc + kRowsBwd < tlast) fetch(tc + kRowsBwd, xn, gn);  // before this batch's stores
 #pragma unroll
       for (int i = 0; i < kRowsBwd; ++i) {
         const int t = tc + i;
@@ -237,8 +279,9 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
         }
       }
 #pragma unroll
-      for (int i = 0; i < kRowsBwd; ++i) xr[i] = xn[i], gr[i] = gn[i];
+      for (int i = 0; i < kRowsBwd; ++i) issue(tc + D + i);  // refill this batch's slots
     }
+    cp_async_wait<0>();
   }
   // Block reduction over the runs sharing a channel vector, one channel at a time.
 #pragma unroll
@@ -365,22 +408,20 @@ __global__ void __launch_bounds__(kThreads) conv_step_kernel(const ConvK p) {
   static_cast<T*>(p.out)[b * p.out_ld + c] = from_f<T>(p.silu ? silu_f(acc) : acc);
 }
 
-// Forward: 16 bytes of channels a thread (or 8, k.vbytes); backward: 8 (it keeps twice
-// the state per channel).
+// 8 bytes of channels a thread (16 measured slower: fewer threads, more registers).
 template <typename T, int K>
 int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
-  constexpr int V16 = kVec<T>, V8 = kVec<T> / 2;
-  const int V = bwd || k.vbytes == 8 ? V8 : V16;
-  const FastMap m = fast_map(k.C, V, k.len, k.run);
+  constexpr int V8 = kVec<T> / 2;
+  const FastMap m = fast_map(k.C, V8, k.len, k.run);
   const dim3 grid((m.vpr + m.VB - 1) / m.VB, (m.nruns + m.RB - 1) / m.RB, k.batch);
   if (bwd && k.rows_bwd == 8)
     conv_bwd_fast<T, K, V8, 8><<<grid, kThreads, 0, s>>>(k);
   else if (bwd)
     conv_bwd_fast<T, K, V8, 4><<<grid, kThreads, 0, s>>>(k);
-  else if (V == V8)
-    conv_fwd_fast<T, K, V8><<<grid, kThreads, 0, s>>>(k);
+  else if (k.ring)
+    conv_fwd_fast<T, K, V8, true><<<grid, kThreads, 0, s>>>(k);
   else
-    conv_fwd_fast<T, K, V16><<<grid, kThreads, 0, s>>>(k);
+    conv_fwd_fast<T, K, V8, false><<<grid, kThreads, 0, s>>>(k);
   return cudaGetLastError();
 }
 

@@ -52,7 +52,7 @@ struct ConvK {
   bool vec = false;  // 16-byte rows (fast path, widths 2–4)
   bool silu = false;
   int run = 0;       // tokens per thread (fast path)
-  int vbytes = 16;   // forward fast path: bytes of channels per thread (8 or 16)
+  bool ring = false;  // forward fast path: rows through a cp.async ring in shared memory
   int rows_bwd = 4;  // backward fast path: rows requested together (4 or 8)
   const void* x = nullptr;
   int64_t x_ld = 0;

@@ -466,6 +466,8 @@ struct ConvCase {
   bool silu = true, bias = true, init = false;
   int64_t pad = 8;  // extra columns of the x rows
   const char* run = nullptr;  // tokens per thread of the fast path (override), or null
+  const char* ring = nullptr;  // forward fast path through the shared-memory ring ("1") or not ("0")
+  const char* rows = nullptr;  // backward fast path rows per batch ("4" or "8")
 };
 std::string conv_name(const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; }
 void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
@@ -475,8 +477,12 @@ TEST_P(ConvGpu, ForwardAndBackwardMatchTheCpu) {
   const ConvCase c = GetParam();
   const T t = c.t;
   if (c.run) setenv("MAMBASEQ_CONV_RUN", c.run, 1);
+  if (c.ring) setenv("MAMBASEQ_CONV_RING", c.ring, 1);
+  if (c.rows) setenv("MAMBASEQ_CONV_ROWS_BWD", c.rows, 1);
   struct Unset {
-    ~Unset() { unsetenv("MAMBASEQ_CONV_RUN"); }
+    ~Unset() {
+      for (const char* v : {"MAMBASEQ_CONV_RUN", "MAMBASEQ_CONV_RING", "MAMBASEQ_CONV_ROWS_BWD"}) unsetenv(v);
+    }
   } unset;
   Rng rng(500 + c.L + c.K);
   const int64_t rows = c.B * c.L, ld = c.C + c.pad, W = c.K - 1;
@@ -536,7 +542,14 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     ConvCase{"K7_f32", T::f32, 2, 60, 24, 7, false, true, true},
     ConvCase{"K4_unaligned_bf16", T::bf16, 2, 90, 20, 4, true, true, true, 3},
     ConvCase{"K4_run128_bf16_init", T::bf16, 3, 300, 64, 4, true, true, true, 8, "128"},
-    ConvCase{"K3_run64_f32", T::f32, 2, 200, 32, 3, false, true, true, 8, "64"}),
+    ConvCase{"K3_run64_f32", T::f32, 2, 200, 32, 3, false, true, true, 8, "64"},
+    // both forward variants (register batches, shared-memory ring), both backward batch sizes
+    ConvCase{"K4_ring1_bf16_init", T::bf16, 3, 301, 128, 4, true, true, true, 8, "64", "1", "8"},
+    ConvCase{"K4_ring0_bf16_init", T::bf16, 3, 301, 128, 4, true, true, true, 8, "64", "0", "4"},
+    ConvCase{"K3_ring1_f32_run16", T::f32, 2, 77, 64, 3, true, true, true, 8, "16", "1", "8"},
+    ConvCase{"K2_ring1_f16_nosilu", T::f16, 2, 150, 64, 2, false, true, true, 8, "32", "1"},
+    ConvCase{"K4_ring0_f32_L5", T::f32, 2, 5, 64, 4, true, true, true, 8, "256", "0", "8"},
+    ConvCase{"K4_ring1_bf16_L5", T::bf16, 2, 5, 64, 4, true, true, true, 8, "256", "1"}),
     conv_name);
 // clang-format on
 

@@ -11,7 +11,13 @@
 //   published: [{task, source, sensitivity, specificity, mcc}]
 #include <yaml-cpp/yaml.h>
 
+#include <omp.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -192,6 +198,30 @@ int64_t tokens_in(const Dataset& d, int64_t max_len) {
   return n;
 }
 
+// Where and how long: the suite's wall time means little without the machine.
+std::string run_info(const std::string& config, double wall_s) {
+  std::string cpu = "unknown CPU";
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      cpu = line.substr(line.find(':') + 2);
+      break;
+    }
+  double load[3] = {0, 0, 0};
+  const bool have_load = getloadavg(load, 3) == 3;
+  const std::time_t t = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return fmt::format(
+      "- suite file: `{}`\n- wall time (data, training, evaluation, reports): **{:.1f} s** ({:.1f} min)\n- machine: {}, "
+      "{} hardware threads, {} OpenMP threads\n- finished: {}{}",
+      config, wall_s, wall_s / 60, cpu, std::thread::hardware_concurrency(), omp_get_max_threads(), date,
+      have_load ? fmt::format("; load average at the end {:.2f} (1 min) / {:.2f} (5 min): above the thread count means "
+                              "other processes competed and the times are upper bounds",
+                              load[0], load[1])
+                : "");
+}
+
 struct BenchArgs {
   std::string config, out;
   bool no_progress = false;
@@ -268,8 +298,8 @@ void run_benchmark(const BenchArgs& a) {
     if (!rows.empty()) write_suite_report(s.output, s.name, rows, s.published, notes);  // partial results stay visible
   }
   MS_CHECK(!rows.empty(), "{}: no model could be run on any task", s.path);
-  const std::string md = write_suite_report(s.output, s.name, rows, s.published, notes);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  const std::string md = write_suite_report(s.output, s.name, rows, s.published, notes, run_info(a.config, wall));
   fmt::print("\n{}\nsuite {}: {} runs in {:.1f} s; results in {}/ (report.md, results.json, results.csv, *.png)\n", md,
              s.name, rows.size(), wall, s.output);
 }

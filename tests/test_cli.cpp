@@ -171,6 +171,8 @@ tasks:
   std::ifstream rf(out + "/report.md");
   std::string md((std::istreambuf_iterator<char>(rf)), std::istreambuf_iterator<char>());
   EXPECT_NE(md.find("cnn was not run on induction"), std::string::npos) << md;
+  EXPECT_NE(md.find("## This run"), std::string::npos) << md;
+  EXPECT_NE(md.find("- wall time (data, training, evaluation, reports): **"), std::string::npos) << md;
   // A bad suite names the file and the problem.
   r = run_cli("benchmark --config " + write_tmp("bad_suite.yaml", "models: [mamba, rnn]\ntasks: []\n"));
   EXPECT_NE(r.code, 0);

@@ -801,6 +801,19 @@ TEST(DataSynthetic, SpliceSelectiveCopyAndInduction) {
     EXPECT_LT(p, 24);
     EXPECT_EQ(e.token_labels[47], e.ids[p + 1] - 1);
   }
+  // long_range: both motifs in every sequence, one per end quarter; the label is their order.
+  Dataset lr = make_synthetic("long_range", 200, 128, 6);
+  int64_t x_first = 0;
+  for (const auto& e : lr.examples) {
+    const int64_t x = has(e.ids, "GGATCC", 0), y = has(e.ids, "CTGCAG", 0);
+    ASSERT_GE(x, 0);
+    ASSERT_GE(y, 0);
+    EXPECT_EQ(e.label == 1, x < y);
+    EXPECT_LT(std::min(x, y), 32);
+    EXPECT_GE(std::max(x, y), 96);
+    x_first += e.label;
+  }
+  EXPECT_EQ(x_first, 100);
   // Sequence-level forms: the same induction sequences with the answer as the class;
   // selective_copy_seq's class is the ordered pair of the only two non-noise bases.
   Dataset inds = make_synthetic("induction_seq", 20, 48, 3);

@@ -47,7 +47,8 @@ const char* kColors[] = {"#2171b5", "#cb181d", "#238b45", "#6a51a3", "#d94801", 
 }  // namespace
 
 std::string write_suite_report(const std::string& dir, const std::string& suite, const std::vector<SuiteRow>& rows,
-                               const std::vector<PublishedRow>& published, const std::vector<std::string>& notes) {
+                               const std::vector<PublishedRow>& published, const std::vector<std::string>& notes,
+                               const std::string& run_info) {
   MS_CHECK(!rows.empty(), "suite {}: no results to report", suite);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -197,6 +198,7 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
     for (const auto& n : notes) md += "- " + n + "\n";
     md += "\n";
   }
+  if (!run_info.empty()) md += "## This run\n\n" + run_info + "\n\n";
   md += "![accuracy by task](accuracy_by_task.png)\n\n![category summary](category_summary.png)\n\n"
         "![MCC by category](mcc_radar.png)\n\n![efficiency](efficiency.png)\n";
   write_file_atomic(dir + "/report.md", md);

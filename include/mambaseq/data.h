@@ -59,7 +59,8 @@ std::vector<int32_t> encode_nucleotides(const std::string& seq);  // unknown let
 // Built-in, deterministic synthetic tasks (same seed → same data). Sequence tasks are
 // length `len` over A C G T, balanced between the classes:
 //   motif:          label 1 iff the motif TATAAT occurs (planted at a random position)
-//   long_range:     label 1 iff the two halves carry the same of two motifs, far apart
+//   long_range:     motifs X and Y, one in the first quarter, the other in the last;
+//                   label 1 iff X comes first (order over ≥ half the sequence)
 //   splice:         label 1 iff a donor GTAAGT is followed, 20+ bases later, by an
 //                   acceptor TTTTCAG (intron-like GT…AG); negatives hold one of the two,
 //                   or both in the wrong order, so the order is what must be learnt

@@ -31,6 +31,7 @@ struct PublishedRow {
 // `notes` are listed in the report (what was skipped and why, machine, wall time).
 std::string write_suite_report(const std::string& dir, const std::string& suite, const std::vector<SuiteRow>& rows,
                                const std::vector<PublishedRow>& published = {},
-                               const std::vector<std::string>& notes = {});
+                               const std::vector<std::string>& notes = {},
+                               const std::string& run_info = "");
 
 }  // namespace mambaseq

@@ -39,8 +39,11 @@ void run_embed(const EmbedArgs& a) {
   release_gradients(*model);
   std::unique_ptr<Tokenizer> tok;
   if (!a.fasta.empty()) tok = load_tokenizer(a.tokenizer, a.model, model->cfg);
-  InferenceEngine eng(*model);
-  const int64_t D = eng.d_model();
+  // Bidirectional models have no token-by-token state: whole sequences through the model.
+  const bool whole = model->cfg.mamba.bidirectional;
+  std::unique_ptr<InferenceEngine> eng;
+  if (!whole) eng = std::make_unique<InferenceEngine>(*model);
+  const int64_t D = model->cfg.mamba.d_model;
   SeqInput in(a.fasta, a.ids, tok.get());
 
   // Writers: the per-token rows stream straight into the output (they are the big part).
@@ -85,7 +88,8 @@ void run_embed(const EmbedArgs& a) {
         else sw->write_rows(kHidden, first[b] + pos, rows, n);
       };
     try {
-      embed_sequences(eng, seqs, pooled.data(), sink);
+      if (whole) embed_whole_sequences(*model, seqs, pooled.data(), sink);
+      else embed_sequences(*eng, seqs, pooled.data(), sink);
     } catch (const Error& e) {
       fail("{}: sequences {}..{} ({}..): {}", in.name(), nseq + 1, nseq + static_cast<int64_t>(recs.size()),
            recs[0].id, e.what());

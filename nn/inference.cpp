@@ -228,6 +228,11 @@ int64_t InferenceState::bytes() const {
 InferenceEngine::InferenceEngine(Model& model, int64_t max_chunk_tokens)
     : model_(model), max_chunk_tokens_(max_chunk_tokens) {
   MS_CHECK(max_chunk_tokens > 0, "inference: max_chunk_tokens must be positive, got {}", max_chunk_tokens);
+  // A reversed scan needs the whole sequence first: there is no state to carry token by
+  // token, and running only the forward half would give silently wrong outputs.
+  MS_CHECK(!model.cfg.mamba.bidirectional,
+           "inference: this model is bidirectional (every block also scans the reversed sequence), so it cannot "
+           "be prefilled or stepped token by token; use `eval` or `predict`, which run whole sequences");
   refresh();
 }
 
@@ -572,6 +577,26 @@ void embed_sequences(InferenceEngine& eng, const std::vector<std::vector<int32_t
   }
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < D; ++j) pooled[b * D + j] = static_cast<float>(sum[b * D + j] / double(seqs[b].size()));
+}
+
+void embed_whole_sequences(Model& model, const std::vector<std::vector<int32_t>>& seqs, float* pooled,
+                           const HiddenSink& per_token) {
+  const int64_t Lmax = longest(seqs, model.cfg.mamba.vocab_padded(), "embed"), B = static_cast<int64_t>(seqs.size());
+  const int64_t D = model.cfg.mamba.d_model;
+  std::vector<int32_t> ids = padded(seqs, Lmax, 0, Lmax);
+  std::vector<uint8_t> mask(B * Lmax, 0);
+  for (int64_t b = 0; b < B; ++b) std::fill_n(mask.begin() + b * Lmax, seqs[b].size(), 1);
+  const Tensor& h = model.backbone.forward(ids.data(), B, Lmax, /*training=*/false, mask.data());
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t real = static_cast<int64_t>(seqs[b].size());
+    const float* hb = h.data() + b * Lmax * D;
+    for (int64_t j = 0; j < D; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < real; ++t) s += hb[t * D + j];
+      pooled[b * D + j] = static_cast<float>(s / double(real));
+    }
+    if (per_token) per_token(b, 0, hb, real);
+  }
 }
 
 }  // namespace mambaseq

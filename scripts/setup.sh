@@ -47,7 +47,8 @@ case "$mode" in
     build build Release ;;
   run)
     build build Release
-    ./build/mambaseq train --config configs/synthetic_default.yaml ;;
+    # The main job: the synthetic suite (Mamba vs CNN vs Transformer, 5 tasks, report + plots).
+    ./build/mambaseq benchmark --config configs/suite_synthetic.yaml ;;
   test)
     # One CUDA architecture keeps CI's 2-core nvcc compile short; GPU tests report
     # themselves as skipped where no GPU is present.

@@ -233,4 +233,23 @@ TEST(CliInference, EmbedStreamsNpyAndSafetensors) {
   EXPECT_FALSE(fs::exists(root + "/bad.npy.ids.tsv"));
   EXPECT_TRUE(no_temp_files(root));
   EXPECT_NE(run_cli("embed --model " + d.dna + " --fasta " + fa + " -o " + root + "/x.csv").code, 0);
+  // A bidirectional classifier embeds whole sequences (the token-by-token engine refuses
+  // it); generation refuses it for its head (a bidirectional model cannot be an LM).
+  ModelConfig bc;
+  bc.head = HeadKind::SequenceClassification;
+  bc.mamba.d_model = 16;
+  bc.mamba.n_layer = 2;
+  bc.mamba.vocab_size = 6;
+  bc.mamba.bidirectional = true;
+  Model bm(bc, 8);
+  bm.save(root + "/bidir");
+  ASSERT_EQ(run_cli("embed --model " + root + "/bidir --fasta " + fa + " -o " + root + "/b.npy -b 3 --no-progress").code, 0);
+  std::vector<float> bpooled(4 * 16);
+  embed_whole_sequences(bm, seqs, bpooled.data());
+  NpyArray ba = read_npy(root + "/b.npy");
+  ASSERT_EQ(ba.shape, (Shape{4, 16}));
+  for (int i = 0; i < 64; ++i) EXPECT_NEAR(ba.data[i], bpooled[i], 1e-5);
+  auto g = run_cli("generate --model " + root + "/bidir --prompt ACGT -n 3");
+  EXPECT_NE(g.code, 0);
+  EXPECT_NE(g.out.find("generate needs a language model"), std::string::npos) << g.out;
 }

@@ -356,6 +356,55 @@ void expect_same_logits(Model& a, Model& b, double tol) {
 }
 }  // namespace
 
+// A bidirectional model has no token-by-token state: the engine refuses it (rather than
+// run only the forward half), and embeddings go through whole sequences, each one's
+// equal to running it alone despite the padding of the batch.
+TEST(Inference, BidirectionalModelsEmbedWholeAndAreRefusedByTheEngine) {
+  ModelConfig c;
+  c.head = HeadKind::SequenceClassification;
+  c.mamba.d_model = 16;
+  c.mamba.n_layer = 2;
+  c.mamba.vocab_size = 6;
+  c.mamba.bidirectional = true;
+  Model m(c, 3);
+  perturb(m, 4);
+  try {
+    InferenceEngine eng(m);
+    ADD_FAILURE() << "the engine accepted a bidirectional model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bidirectional"), std::string::npos) << e.what();
+  }
+  Rng rng(9);
+  std::vector<std::vector<int32_t>> seqs = {random_ids(5, 6, rng), random_ids(13, 6, rng), random_ids(1, 6, rng)};
+  for (auto& s : seqs)
+    for (auto& x : s) x = 1 + x % 5;  // no PAD inside a sequence
+  Tensor pooled({3, 16});
+  std::vector<std::vector<float>> rows(3);
+  embed_whole_sequences(m, seqs, pooled.data(), [&](int64_t b, int64_t pos, const float* h, int64_t n) {
+    EXPECT_EQ(pos, 0);
+    rows[b].assign(h, h + n * 16);
+  });
+  for (int b = 0; b < 3; ++b) {
+    const int64_t L = static_cast<int64_t>(seqs[b].size());
+    const Tensor& alone = m.backbone.forward(seqs[b].data(), 1, L, false);
+    ASSERT_EQ(static_cast<int64_t>(rows[b].size()), L * 16);
+    double num = 0, den = 0, pnum = 0, pden = 0;
+    for (int64_t j = 0; j < 16; ++j) {
+      double mean = 0;
+      for (int64_t t = 0; t < L; ++t) {
+        const double ref = alone[t * 16 + j];
+        num += (rows[b][t * 16 + j] - ref) * (rows[b][t * 16 + j] - ref);
+        den += ref * ref;
+        mean += ref / double(L);
+      }
+      pnum += (pooled[b * 16 + j] - mean) * (pooled[b * 16 + j] - mean);
+      pden += mean * mean;
+    }
+    EXPECT_LT(std::sqrt(num / den), 1e-5) << "sequence " << b;
+    EXPECT_LT(std::sqrt(pnum / pden), 1e-5) << "sequence " << b;
+  }
+}
+
 TEST(Checkpoints, DtypesShardsAndTiedOrUntiedHeads) {
   const std::string dir = tmpdir("dtypes");
   for (bool tied : {true, false}) {

@@ -116,5 +116,10 @@ std::vector<SequenceScore> score_sequences(InferenceEngine& eng, const std::vect
 using HiddenSink = std::function<void(int64_t b, int64_t pos, const float* rows, int64_t n)>;
 void embed_sequences(InferenceEngine& eng, const std::vector<std::vector<int32_t>>& seqs, float* pooled,
                      const HiddenSink& per_token = {});
+// The same for any model, bidirectional ones included (which the engine refuses): the
+// batch goes through Backbone::forward as whole sequences, right-padded with a mask, so
+// its activation memory grows with the longest sequence.
+void embed_whole_sequences(Model& model, const std::vector<std::vector<int32_t>>& seqs, float* pooled,
+                           const HiddenSink& per_token = {});
 
 }  // namespace mambaseq

@@ -173,74 +173,25 @@ Batch seed_batch(int64_t B, int64_t L, uint64_t seed) {
   return b;
 }
 
-struct SeedFixture {
-  Model model{seed001_classifier(2), 1};
-  std::vector<Param*> params = model.params();
-  AdamW opt{params, AdamWConfig{}};
-  uint64_t step = 0;
-};
-std::unique_ptr<SeedFixture> g_seed;
-SeedFixture& seed_fixture() {
-  if (!g_seed) g_seed = std::make_unique<SeedFixture>();
-  return *g_seed;
-}
-
-double seed_train_step(SeedFixture& f, const Batch& b) {
-  f.model.zero_grad();
-  f.model.forward(b, /*training=*/true, /*dropout_seed=*/++f.step);
-  const double loss = f.model.loss(b);
-  f.model.backward(b);
-  clip_grad_norm(f.params, 1.0);
-  f.opt.step(1e-4);
-  return loss;
-}
-
-void set_rate(benchmark::State& st, int64_t tokens_per_iter) {
-  st.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens_per_iter) * st.iterations(),
-                                               benchmark::Counter::kIsRate);
-}
-
-void BM_seed_forward(benchmark::State& st, int64_t B, int64_t L) {
-  wait_idle();
-  auto& f = seed_fixture();
-  const Batch b = seed_batch(B, L, 42 + L);
-  LoadProbe probe;
-  for (auto _ : st) {
-    const Tensor& out = f.model.forward(b, /*training=*/false);
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  probe.finish(st);
-  set_rate(st, B * L);
-}
-
-void BM_seed_train(benchmark::State& st, int64_t B, int64_t L) {
-  wait_idle();
-  auto& f = seed_fixture();
-  const Batch b = seed_batch(B, L, 42 + L);
-  double loss = 0;
-  LoadProbe probe;
-  for (auto _ : st) {
-    loss = seed_train_step(f, b);
-    benchmark::DoNotOptimize(loss);
-  }
-  probe.finish(st);
-  set_rate(st, B * L);
-  st.counters["loss"] = loss;
-}
-
-// ---- the three seed-001 models (Mamba, CNN, Transformer) ---------------------------
+// ---- seed-001 models (Mamba classifier, CNN, Transformer) ----------------------------
 // One Network per architecture, built with seed 001's sizes, trained with the step the
 // trainer runs (zero_grad, forward with dropout, loss, backward, clipping, AdamW).
 struct NetFixture {
   std::unique_ptr<Network> net;
+  Model* mamba = nullptr;  // net, when it is the Mamba classifier (for activation_bytes)
   std::vector<Param*> params;
   std::unique_ptr<AdamW> opt;
   uint64_t step = 0;
   explicit NetFixture(const std::string& arch) {
-    if (arch == "mamba") net = std::make_unique<Model>(seed001_classifier(2), 1);
-    else if (arch == "cnn") net = std::make_unique<CnnClassifier>(seed001_cnn(2), 1);
-    else net = std::make_unique<TransformerClassifier>(seed001_transformer(2), 1);
+    if (arch == "mamba") {
+      auto m = std::make_unique<Model>(seed001_classifier(2), 1);
+      mamba = m.get();
+      net = std::move(m);
+    } else if (arch == "cnn") {
+      net = std::make_unique<CnnClassifier>(seed001_cnn(2), 1);
+    } else {
+      net = std::make_unique<TransformerClassifier>(seed001_transformer(2), 1);
+    }
     params = net->params();
     opt = std::make_unique<AdamW>(params, AdamWConfig{});
   }
@@ -250,6 +201,21 @@ NetFixture& net_fixture(const std::string& arch) {
   auto& f = g_nets[arch];
   if (!f) f = std::make_unique<NetFixture>(arch);
   return *f;
+}
+
+double train_step(NetFixture& f, const Batch& b) {
+  f.net->zero_grad();
+  f.net->forward(b, /*training=*/true, /*dropout_seed=*/++f.step);
+  const double loss = f.net->loss(b);
+  f.net->backward(b);
+  clip_grad_norm(f.params, 1.0);
+  f.opt->step(1e-4);
+  return loss;
+}
+
+void set_rate(benchmark::State& st, int64_t tokens_per_iter) {
+  st.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens_per_iter) * st.iterations(),
+                                               benchmark::Counter::kIsRate);
 }
 
 void BM_net_forward(benchmark::State& st, const std::string& arch, int64_t B, int64_t L) {
@@ -273,12 +239,7 @@ void BM_net_train(benchmark::State& st, const std::string& arch, int64_t B, int6
   double loss = 0;
   LoadProbe probe;
   for (auto _ : st) {
-    f.net->zero_grad();
-    f.net->forward(b, /*training=*/true, /*dropout_seed=*/++f.step);
-    loss = f.net->loss(b);
-    f.net->backward(b);
-    clip_grad_norm(f.params, 1.0);
-    f.opt->step(1e-4);
+    loss = train_step(f, b);
     benchmark::DoNotOptimize(loss);
   }
   probe.finish(st);
@@ -577,11 +538,11 @@ void register_all() {
     const int64_t B = S.seed_batch;
     const std::string sfx = "/B" + std::to_string(B) + "/L" + std::to_string(L);
     reg("seed001/forward" + sfx, "seed001", "forward (inference)", B, L,
-        [B, L](benchmark::State& st) { BM_seed_forward(st, B, L); })
+        [B, L](benchmark::State& st) { BM_net_forward(st, "mamba", B, L); })
         ->MinTime(S.min_time)
         ->MinWarmUpTime(S.warmup_time);
     reg("seed001/train" + sfx, "seed001", "training step", B, L,
-        [B, L](benchmark::State& st) { BM_seed_train(st, B, L); })
+        [B, L](benchmark::State& st) { BM_net_train(st, "mamba", B, L); })
         ->MinTime(S.min_time)
         ->MinWarmUpTime(S.warmup_time);
   }
@@ -644,14 +605,14 @@ int64_t state_bytes(const std::vector<Param*>& ps) {
 MemRow measure_seed(int64_t B, int64_t L) {
   const int64_t base = MemStats::current();
   MemRow r{"seed-001 classifier", B, L};
-  SeedFixture f;
+  NetFixture f("mamba");
   const Batch b = seed_batch(B, L, 4242);
   r.state = state_bytes(f.params);
   r.before = MemStats::current() - base;
   MemStats::reset_peak();
-  seed_train_step(f, b);
+  train_step(f, b);
   r.peak = MemStats::peak() - base;
-  r.activations = f.model.backbone.activation_bytes();
+  r.activations = f.mamba->backbone.activation_bytes();
   return r;
 }
 
@@ -955,7 +916,6 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
 
   // Free the benchmark fixtures so the memory measurement starts from (almost) nothing.
-  g_seed.reset();
   g_nets.clear();
   g_m130.reset();
   g_scan.reset();

@@ -313,7 +313,7 @@ int main(int argc, char** argv) {
                         (long long)s.d, (long long)s.L, var, val, t);
           detail += buf;
         };
-        for (const char* c : {"4,1", "8,1", "16,1", "16,16", "16,32", "16,64"})
+        for (const char* c : {"2,1", "4,1", "8,1", "16,1", "16,16", "16,32", "16,64"})
           sw("fwd", "MAMBASEQ_SCAN_FWD_Q", c, [&] { sb.fwd(false); });
         sb.fwd(true);
         for (const char* c : {"2,8,128", "4,4,64"})
@@ -328,7 +328,7 @@ int main(int argc, char** argv) {
       const double b = time_ms([&] { cb.bwd(); });
       const double fb = time_ms([&] { cb.fwd(); cb.bwd(); });
       if (sweep) {
-        for (const char* run : {"16", "32", "64", "128", "256"}) {
+        for (const char* run : {"0", "64", "128", "256"}) {  // 0: the default choice
           setenv("MAMBASEQ_CONV_RUN", run, 1);
           const double tb = time_ms([&] { cb.bwd(); }, 10);
           for (const char* ring : {"0", "1"}) {
@@ -342,7 +342,6 @@ int main(int argc, char** argv) {
         }
         unsetenv("MAMBASEQ_CONV_VBYTES");
         unsetenv("MAMBASEQ_CONV_RUN");
-        unsetenv("MAMBASEQ_CONV_ROWS_BWD");
       }
       const auto r = ref.count(key("conv", s)) ? ref[key("conv", s)] : std::make_pair(0.0, 0.0);
       row("conv1d fwd", s, 4, f, r.first, cb.fwd_bytes());

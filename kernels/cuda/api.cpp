@@ -397,6 +397,15 @@ void check_conv(const Ctx& x, const Conv1dArgs& a) {
   x.check(a.x_ld >= a.channels, "x_ld < channels");
 }
 
+// Blocks of the fast path for runs of `run` tokens (the launcher's grid: 32 channel
+// vectors × 4 runs a block, see conv1d.cu fast_map).
+int64_t conv_blocks(const Conv1dArgs& a, int run) {
+  const int64_t vpr = a.channels / (8 / dtype_size(a.dtype));
+  const int64_t VB = vpr < 32 ? vpr : 32, RB = 128 / VB;
+  const int64_t nruns = (a.len + run - 1) / run;
+  return (vpr + VB - 1) / VB * ((nruns + RB - 1) / RB) * a.batch;
+}
+
 ConvK conv_fill(const Conv1dArgs& a) {
   ConvK k;
   k.dtype = static_cast<int>(a.dtype);
@@ -407,11 +416,20 @@ ConvK conv_fill(const Conv1dArgs& a) {
   // 8 bytes of channels a thread and runs of 32 tokens measured best on an H100 (runs
   // amortise the K−1 halo rows; shorter ones only when the chip would not fill).
   k.ring = env_int("MAMBASEQ_CONV_RING", 0) == 1;
+  k.rows_bwd = env_int_conv("MAMBASEQ_CONV_ROWS_BWD", 4) == 8 ? 8 : 4;
   const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));
   k.run = 32;
   while (k.run > 8 && vecs * ((a.len + k.run - 1) / k.run) < 64 * 1024) k.run /= 2;
+  // Long runs (128, else 256) where they fit in one partial wave, measured faster there
+  // than several waves of short ones; short runs where even 256 would need more.
+  if (const int cap = detail::conv_fast_capacity(k, false); cap > 0) {
+    if (conv_blocks(a, 128) <= cap)
+      k.run = 128;
+    else if (conv_blocks(a, 256) <= cap)
+      k.run = 256;
+  }
   k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
-  k.rows_bwd = env_int_conv("MAMBASEQ_CONV_ROWS_BWD", 4) == 8 ? 8 : 4;
+
   return k;
 }
 
@@ -453,12 +471,28 @@ void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx
   k.dout = dout, k.dout_ld = dout_ld, k.dx = dx, k.dx_ld = dx_ld, k.dw = dw;
   k.dbias = a.bias ? dbias : nullptr, k.dinit = a.width > 1 ? dinit_state : nullptr;
   k.vec = conv_vec(a, {{a.x, a.x_ld}, {dout, dout_ld}, {dx, dx_ld}});
-  // The backward keeps more per-token work in flight: longer runs (fewer halo rows and
-  // block reductions) measured best, 128 tokens where the chip still fills.
+  // Run length: a fallback by thread count, then (fast path) a per-wave cost model.
   {
     const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));
     k.run = 128;
     while (k.run > 16 && vecs * ((a.len + k.run - 1) / k.run) < 24 * 1024) k.run /= 2;
+    // Each thread walks its run serially: time ≈ waves × (run + overhead). Pick the run
+    // (32..512 tokens) that minimises it for the resident-block capacity.
+    if (const int cap = detail::conv_fast_capacity(k, true); cap > 0 && k.vec && a.width >= 2 && a.width <= 4) {
+      // candidates: for w = 1, 2, … waves, the shortest run that fits in w waves
+      const int64_t per_group = conv_blocks(a, static_cast<int>(a.len));  // blocks per run group
+      const int64_t vpr = a.channels / (8 / dtype_size(a.dtype)), RB = 128 / (vpr < 32 ? vpr : 32);
+      int64_t best = -1;
+      for (int64_t w = 1; w <= 64; ++w) {
+        const int64_t groups = w * cap / per_group;
+        if (groups < 1) continue;
+        int64_t run = (a.len + groups * RB - 1) / (groups * RB);
+        run = std::min<int64_t>(512, std::max<int64_t>(32, run));
+        const int64_t cost = (conv_blocks(a, static_cast<int>(run)) + cap - 1) / cap * (run + 24);
+        if (best < 0 || cost < best) best = cost, k.run = static_cast<int>(run);
+        if (run == 32) break;
+      }
+    }
     k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
   }
   x.launched(detail::conv_bwd_launch(k, stream));

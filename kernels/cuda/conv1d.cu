@@ -454,7 +454,53 @@ int conv_dispatch(const ConvK& k, cudaStream_t s, bool bwd) {
   return cudaGetLastError();
 }
 
+template <typename T, int K>
+int fast_occupancy(const ConvK& k, bool bwd) {
+  constexpr int V8 = kVec<T> / 2;
+  int n = 0;
+  cudaError_t e;
+  if (bwd && k.rows_bwd == 8)
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_bwd_fast<T, K, V8, 8>, kThreads, 0);
+  else if (bwd)
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_bwd_fast<T, K, V8, 4>, kThreads, 0);
+  else if (k.ring)
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_fwd_fast<T, K, V8, true>, kThreads, 0);
+  else
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_fwd_fast<T, K, V8, false>, kThreads, 0);
+  return e == cudaSuccess ? n : 0;
+}
+template <typename T>
+int fast_occupancy_k(const ConvK& k, bool bwd) {
+  switch (k.K) {
+    case 2: return fast_occupancy<T, 2>(k, bwd);
+    case 3: return fast_occupancy<T, 3>(k, bwd);
+    case 4: return fast_occupancy<T, 4>(k, bwd);
+  }
+  return 0;
+}
+
 }  // namespace
+
+// Blocks of the fast path resident at once on the current device (0 if unknown); cached
+// per (dtype, width, direction, variant).
+int conv_fast_capacity(const ConvK& k, bool bwd) {
+  if (k.K < 2 || k.K > 4 || k.dtype < 0 || k.dtype > 2) return 0;
+  static int cache[3][5][4] = {};
+  int& c = cache[k.dtype][k.K][(bwd ? 2 : 0) + ((bwd ? k.rows_bwd == 8 : k.ring) ? 1 : 0)];
+  if (c == 0) {
+    int dev = 0, sms = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
+      return 0;
+    int per = 0;
+    switch (k.dtype) {
+      case 0: per = fast_occupancy_k<float>(k, bwd); break;
+      case 1: per = fast_occupancy_k<__half>(k, bwd); break;
+      case 2: per = fast_occupancy_k<__nv_bfloat16>(k, bwd); break;
+    }
+    c = per * sms;
+  }
+  return c;
+}
 
 int conv_fwd_launch(const ConvK& k, cudaStream_t s) {
   switch (k.dtype) {

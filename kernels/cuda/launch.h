@@ -83,5 +83,6 @@ int scan_step_launch(const ScanK& k, CUstream_st* s);
 int conv_fwd_launch(const ConvK& k, CUstream_st* s);
 int conv_bwd_launch(const ConvK& k, CUstream_st* s);
 int conv_step_launch(const ConvK& k, CUstream_st* s);
+int conv_fast_capacity(const ConvK& k, bool bwd);  // resident blocks of the fast path, or 0
 
 }  // namespace mambaseq::cuda::detail

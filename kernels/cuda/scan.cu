@@ -428,7 +428,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
 // Time segments (few channels, long sequences): pass 1 leaves each segment's local end
 // state (from h = 0) and Σδ in ws; pass 2 folds the earlier segments into its start.
 constexpr int kQN = 16;  // padded states per channel
-constexpr int kQT = 32;  // tile tokens
+constexpr int kQT = 64;  // tile tokens (a multiple of kChunk or dividing it: checkpoints fall on tile starts)
 constexpr int kQU = 8;   // tokens per group
 
 struct QLayout {

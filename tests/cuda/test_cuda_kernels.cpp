@@ -549,7 +549,11 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     ConvCase{"K3_ring1_f32_run16", T::f32, 2, 77, 64, 3, true, true, true, 8, "16", "1", "8"},
     ConvCase{"K2_ring1_f16_nosilu", T::f16, 2, 150, 64, 2, false, true, true, 8, "32", "1"},
     ConvCase{"K4_ring0_f32_L5", T::f32, 2, 5, 64, 4, true, true, true, 8, "256", "0", "8"},
-    ConvCase{"K4_ring1_bf16_L5", T::bf16, 2, 5, 64, 4, true, true, true, 8, "256", "1"}),
+    ConvCase{"K4_ring1_bf16_L5", T::bf16, 2, 5, 64, 4, true, true, true, 8, "256", "1"},
+    // runs of odd lengths (the backward's run comes from a cost model)
+    ConvCase{"K4_f32_run40", T::f32, 2, 333, 32, 4, true, true, true, 8, "40", "0", "8"},
+    ConvCase{"K3_f16_nosilu_run33", T::f16, 3, 130, 96, 3, false, false, true, 8, "33", "0"},
+    ConvCase{"K4_bf16_default_run", T::bf16, 3, 1000, 256, 4, true, true, true}),
     conv_name);
 // clang-format on
 

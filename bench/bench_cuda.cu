@@ -340,7 +340,6 @@ int main(int argc, char** argv) {
           }
           unsetenv("MAMBASEQ_CONV_RING");
         }
-        unsetenv("MAMBASEQ_CONV_VBYTES");
         unsetenv("MAMBASEQ_CONV_RUN");
       }
       const auto r = ref.count(key("conv", s)) ? ref[key("conv", s)] : std::make_pair(0.0, 0.0);

@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
   const FastMap m = fast_map(p.C, V, p.len, p.run);
   const int jv = threadIdx.x % m.VB, rr = threadIdx.x / m.VB;
   const int j = blockIdx.x * m.VB + jv, r = blockIdx.y * m.RB + rr, b = blockIdx.z;
-  if (j >= m.vpr || r >= m.nruns) return;
+  if (j >= m.vpr || r >= m.nruns || rr >= m.RB) return;  // rr: VB need not divide the block
   const int c = j * V;
   const int ts = r * p.run, te = min(p.len, ts + p.run);
   float w[K][V], bias[V];
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
   const FastMap m = fast_map(p.C, V, p.len, p.run);
   const int jv = threadIdx.x % m.VB, rr = threadIdx.x / m.VB;
   const int j = blockIdx.x * m.VB + jv, r = blockIdx.y * m.RB + rr, b = blockIdx.z;
-  const bool active = j < m.vpr && r < m.nruns;
+  const bool active = j < m.vpr && r < m.nruns && rr < m.RB;
   const int c = (active ? j : 0) * V;
   float gw[K][V], gb[V];
 #pragma unroll

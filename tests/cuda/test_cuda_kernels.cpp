@@ -553,7 +553,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     // runs of odd lengths (the backward's run comes from a cost model)
     ConvCase{"K4_f32_run40", T::f32, 2, 333, 32, 4, true, true, true, 8, "40", "0", "8"},
     ConvCase{"K3_f16_nosilu_run33", T::f16, 3, 130, 96, 3, false, false, true, 8, "33", "0"},
-    ConvCase{"K4_bf16_default_run", T::bf16, 3, 1000, 256, 4, true, true, true}),
+    ConvCase{"K4_bf16_default_run", T::bf16, 3, 1000, 256, 4, true, true, true},
+    ConvCase{"K4_bf16_init_C1024", T::bf16, 2, 700, 1024, 4, true, true, true, 8, nullptr, "0", "4"},
+    // 48 channel vectors: 128 threads are not a multiple of them (idle threads must stay idle)
+    ConvCase{"K3_C96_f32_rows8", T::f32, 3, 100, 96, 3, true, true, true, 8, "16", "1", "8"},
+    // 10 channel vectors: 128 threads are not a multiple of them (idle threads must stay idle)
+    ConvCase{"K4_C40_bf16_init", T::bf16, 2, 300, 40, 4, true, true, true, 8, "16"}),
     conv_name);
 // clang-format on
 

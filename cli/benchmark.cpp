@@ -273,7 +273,7 @@ void run_benchmark(const BenchArgs& a) {
       int64_t trained_tokens = 0;
       for (const auto& h : hist) trained_tokens += h.tokens;
       const auto e0 = std::chrono::steady_clock::now();
-      EvalResult r = evaluate(*net, test, o.batch_size, o.max_len);
+      EvalResult r = evaluate(*net, test, o.batch_size, o.max_len, o.rc_average);
       const double esecs = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
       SuiteRow row;
       row.task = task.name;

@@ -30,7 +30,7 @@ namespace {
 struct EvalArgs {
   std::string model, data, out, sequence_column, label_column;
   int64_t batch_size = 64;
-  bool skip_bad = false;
+  bool skip_bad = false, rc_average = false;
 };
 
 void run_eval(const EvalArgs& a) {
@@ -46,8 +46,9 @@ void run_eval(const EvalArgs& a) {
   o.skip_bad = a.skip_bad;
   Dataset d = load_file(a.data, o);
   if (d.skipped) fmt::print(stderr, "eval: skipped {} bad records of {}\n", d.skipped, a.data);
-  EvalResult r = evaluate(*net, d, a.batch_size, info.max_len);
-  nlohmann::json j{{"model", a.model}, {"data", a.data}, {"examples", d.size()}, {"loss", r.loss}};
+  EvalResult r = evaluate(*net, d, a.batch_size, info.max_len, a.rc_average);
+  nlohmann::json j{{"model", a.model}, {"data", a.data}, {"examples", d.size()}, {"loss", r.loss},
+                   {"rc_average", a.rc_average}};
   if (net->head() == HeadKind::Regression) {
     fmt::print("| metric | value |\n|---|---|\n| examples | {} |\n| MSE | {:.6f} |\n| Pearson | {:.4f} |\n| Spearman | "
                "{:.4f} |\n",
@@ -66,7 +67,7 @@ void run_eval(const EvalArgs& a) {
 struct PredictArgs {
   std::string model, fasta, out;
   int64_t batch_size = 64;
-  bool no_progress = false;
+  bool no_progress = false, rc_average = false;
 };
 
 void run_predict(const PredictArgs& a) {
@@ -75,6 +76,8 @@ void run_predict(const PredictArgs& a) {
            "{}: predict needs a sequence classification or regression model", a.model);
   ModelDataInfo info = load_model_data_info(a.model, -1);
   MS_CHECK(a.batch_size > 0, "--batch-size must be positive, got {}", a.batch_size);
+  MS_CHECK(!a.rc_average || info.tokenizer.has_reverse_complement(),
+           "--rc-average: {} tokens have no reverse complement", info.tokenizer.name());
   const std::string tmp = a.out + ".tmp." + std::to_string(::getpid());
   std::ofstream out(tmp);
   MS_CHECK(out.good(), "cannot write {}", tmp);
@@ -102,8 +105,17 @@ void run_predict(const PredictArgs& a) {
     std::vector<int64_t> idx(chunk.examples.size());
     for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int64_t>(i);
     Batch b = make_batch(chunk, idx, info.max_len, net->head());
-    const Tensor& o = net->forward(b, false);
-    const int64_t K = o.dim(1);
+    std::vector<float> avg;  // --rc-average: the reverse complement's outputs, then the mean
+    if (a.rc_average) {
+      Dataset rc = chunk;
+      for (auto& e : rc.examples) e.ids = info.tokenizer.reverse_complement(e.ids);
+      const Tensor& ro = net->forward(make_batch(rc, idx, info.max_len, net->head()), false);
+      avg.assign(ro.data(), ro.data() + ro.numel());
+    }
+    const Tensor& fo = net->forward(b, false);
+    const int64_t K = fo.dim(1);
+    for (size_t i = 0; i < avg.size(); ++i) avg[i] = 0.5f * (avg[i] + fo[static_cast<int64_t>(i)]);
+    const float* o = a.rc_average ? avg.data() : fo.data();
     if (!header) {
       MS_CHECK(net->head() == HeadKind::Regression || static_cast<int64_t>(info.label_names.size()) == K,
                "{}/data.json names {} labels but the model has {} outputs", a.model, info.label_names.size(), K);
@@ -118,7 +130,7 @@ void run_predict(const PredictArgs& a) {
       header = true;
     }
     for (int64_t r = 0; r < b.batch; ++r) {
-      const float* v = o.data() + r * K;
+      const float* v = o + r * K;
       out << ids[r];
       if (net->head() == HeadKind::Regression) {
         for (int64_t k = 0; k < K; ++k) out << '\t' << v[k];
@@ -175,6 +187,7 @@ void register_eval_predict(CLI::App& app) {
   ev->add_option("--batch-size", e->batch_size, "sequences per forward pass");
   ev->add_option("--out", e->out, "also write the metrics as JSON here");
   ev->add_flag("--skip-bad", e->skip_bad, "skip malformed records (counted) instead of stopping");
+  ev->add_flag("--rc-average", e->rc_average, "average each sequence's outputs with its reverse complement's");
   ev->callback([e] { run_eval(*e); });
 
   auto* pr = app.add_subcommand("predict", "Per-sequence class probabilities for a FASTA file, streamed to TSV");
@@ -184,6 +197,7 @@ void register_eval_predict(CLI::App& app) {
   pr->add_option("--out", p->out, "output TSV: id, predicted label, one probability column per label")->required();
   pr->add_option("--batch-size", p->batch_size, "sequences per forward pass");
   pr->add_flag("--no-progress", p->no_progress, "no progress line");
+  pr->add_flag("--rc-average", p->rc_average, "average each sequence's outputs with its reverse complement's");
   pr->callback([p] { run_predict(*p); });
 }
 

@@ -65,7 +65,7 @@ void run_train(const TrainArgs& a) {
   if (std::filesystem::exists(rc.output + "/best/model.safetensors")) save_model_data_info(rc.output + "/best", info);
 
   MS_CHECK(test.size() > 0, "{}: the run has no test set (set data.test_fraction or give a test file)", a.config);
-  EvalResult r = evaluate(model, test, rc.train.batch_size, rc.train.max_len);
+  EvalResult r = evaluate(model, test, rc.train.batch_size, rc.train.max_len, rc.train.rc_average);
   const bool regression = model.head() == HeadKind::Regression;
   std::string table = regression ? fmt::format("| metric | value |\n|---|---|\n| MSE | {:.6f} |\n| Pearson | {:.4f} |\n| "
                                                "Spearman | {:.4f} |\n",
@@ -74,7 +74,7 @@ void run_train(const TrainArgs& a) {
   fmt::print("\ntest set ({} examples), final model:\n\n{}\n", test.size(), table);
   if (std::filesystem::exists(rc.output + "/best/model.safetensors")) {
     auto best = load_model(rc.output + "/best");
-    EvalResult rb = evaluate(*best, test, rc.train.batch_size, rc.train.max_len);
+    EvalResult rb = evaluate(*best, test, rc.train.batch_size, rc.train.max_len, rc.train.rc_average);
     if (regression)
       fmt::print("best checkpoint by validation MSE ({:.6f}): test MSE {:.6f}, Spearman {:.4f}\n", trainer.best_metric(),
                  rb.reg.mse, rb.reg.spearman);

@@ -126,6 +126,25 @@ TEST(Cli, PredictStreamsProbabilitiesAndEvalScoresLabelledData) {
     EXPECT_EQ(pred, p1 > p0 ? "present" : "absent");
   }
   EXPECT_EQ(rows, 3);
+  // --rc-average: a sequence and its reverse complement get the same probabilities.
+  const std::string pair = write_tmp("rc.fa", ">f\nACGTTATAATGGCCA\n>r\nTGGCCATTATAACGT\n");
+  auto probs = [&](const std::string& flags) {
+    auto rr = run_cli("predict --model " + out + "/model --fasta " + pair + " --out " + out + "/rc.tsv --no-progress" +
+                      flags);
+    EXPECT_EQ(rr.code, 0) << rr.out;
+    std::ifstream in(out + "/rc.tsv");
+    std::string l, id, pred;
+    std::getline(in, l);
+    std::vector<double> p;
+    double p0, p1;
+    while (in >> id >> pred >> p0 >> p1) p.push_back(p1);
+    return p;
+  };
+  const auto plain = probs(""), avg = probs(" --rc-average");
+  ASSERT_EQ(avg.size(), 2u);
+  EXPECT_NEAR(avg[0], avg[1], 2e-6);
+  EXPECT_NEAR(avg[0], 0.5 * (plain[0] + plain[1]), 0.05);  // logit mean: close to the probability mean
+  EXPECT_NE(plain[0], plain[1]);
   // A character outside the alphabet names file and line, and leaves no output behind.
   const std::string bad = write_tmp("bad.fa", ">a\nACGT\n>b\nAC\nGX\n");
   r = run_cli("predict --model " + out + "/model --fasta " + bad + " --out " + out + "/bad.tsv --no-progress");

@@ -994,6 +994,15 @@ TEST(DataRunConfig, PromoterPairKFoldAndTokenTasks) {
   m.forward(b, true);
   EXPECT_NEAR(m.loss(b), std::log(4.0), 0.5);
   m.backward(b);
+  // train.rc_average is checked once the task is known: token heads and symbolic tokens fail.
+  write(d + "/rca.yaml", "data:\n  source: synthetic\n  task: selective_copy\n  length: 48\n  train_size: 40\n"
+                         "  test_size: 10\ntrain:\n  rc_average: true\n");
+  RunConfig rca = load_run_config(d + "/rca.yaml");
+  EXPECT_ERROR_HAS(load_run_data(rca, &tr, &va, &te, &log), "'train.rc_average' needs a sequence-level task");
+  write(d + "/rcb.yaml", "data:\n  source: synthetic\n  task: induction_seq\n  length: 48\n  train_size: 40\n"
+                         "  test_size: 10\ntrain:\n  rc_average: true\n");
+  RunConfig rcb = load_run_config(d + "/rcb.yaml");
+  EXPECT_ERROR_HAS(load_run_data(rcb, &tr, &va, &te, &log), "'train.rc_average' needs DNA tokens");
   write(d + "/v.yaml", "data:\n  source: synthetic\n  task: selective_copy\nmodel:\n  vocab_size: 6\n");
   RunConfig vc = load_run_config(d + "/v.yaml");
   EXPECT_ERROR_HAS(load_run_data(vc, &tr, &va, &te, &log), "model.vocab_size 6 is smaller than the data's 7 token ids");

@@ -7,6 +7,7 @@
 
 #include "mambaseq/baselines.h"
 #include "mambaseq/checkpoint.h"
+#include "mambaseq/data.h"
 #include "mambaseq/error.h"
 #include "mambaseq/trainer.h"
 
@@ -235,6 +236,49 @@ TEST(Train, LearnsTheSyntheticMotifTask) {
   EXPECT_LT(t.history().back().loss, t.history().front().loss);
   EvalResult r = evaluate(m, val, 32, 0);
   EXPECT_GT(r.cls.accuracy, 0.85) << "validation accuracy " << r.cls.accuracy;
+}
+
+// Reverse-complement averaging: each example's probabilities come from the mean of the
+// logits of the sequence and of its reverse complement (sequences of unequal lengths, so
+// padding is in play); symbolic tokens and token heads are refused.
+TEST(Train, EvaluateAveragesOverTheReverseComplement) {
+  Dataset d = make_synthetic("motif", 12, 40, 5);
+  d.examples[3].ids.resize(29);
+  d.examples[7].ids.resize(17);
+  Model m(small_classifier(), 6);
+  for (Param* p : m.params())  // away from the initial values, so strands differ clearly
+    for (int64_t i = 0; i < p->w.numel(); ++i) p->w[i] += 0.05f * std::sin(float(i) + float(p->w.numel()));
+  const EvalResult plain = evaluate(m, d, 5, 0), avg = evaluate(m, d, 5, 0, /*rc_average=*/true);
+  ASSERT_EQ(avg.probs.size(), 24u);
+  double moved = 0;
+  for (int64_t i = 0; i < d.size(); ++i) {
+    const auto& e = d.examples[i];
+    float z[2] = {0, 0};
+    for (const auto& ids : {e.ids, d.tokenizer.reverse_complement(e.ids)}) {
+      Batch b;
+      b.batch = 1;
+      b.len = static_cast<int64_t>(ids.size());
+      b.ids = ids;
+      b.labels = {e.label};
+      const Tensor& o = m.forward(b, false);
+      z[0] += 0.5f * o[0], z[1] += 0.5f * o[1];
+    }
+    const double p1 = 1.0 / (1.0 + std::exp(double(z[0] - z[1])));
+    EXPECT_NEAR(avg.probs[2 * i + 1], p1, 2e-6) << "example " << i;
+    moved += std::abs(plain.probs[2 * i + 1] - p1);
+  }
+  EXPECT_GT(moved, 1e-3);  // the reverse strand really was used
+  EXPECT_NEAR(avg.loss, plain.loss, 1e-12);
+  Dataset sym = make_synthetic("induction_seq", 4, 32, 1);
+  ModelConfig c4 = small_classifier();
+  c4.num_labels = 4;
+  Model m4(c4, 1);
+  try {
+    evaluate(m4, sym, 4, 0, true);
+    ADD_FAILURE() << "symbolic tokens were reverse-complemented";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs DNA tokens"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Train, CnnResumeRestoresBatchNormStatisticsExactly) {

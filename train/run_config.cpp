@@ -288,7 +288,7 @@ RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) 
 
   Section t{path, "train", root["train"]};
   t.only({"epochs", "batch_size", "lr", "weight_decay", "warmup", "min_lr", "grad_clip", "max_len", "max_steps",
-          "seed", "early_stop_metric", "patience", "save_every", "log_every"});
+          "seed", "early_stop_metric", "patience", "save_every", "log_every", "rc_average"});
   TrainOptions& o = rc.train;
   t.positive("epochs", o.epochs);
   t.positive("batch_size", o.batch_size);
@@ -304,6 +304,7 @@ RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) 
   t.get("patience", o.patience);
   t.get("save_every", o.save_every);
   t.get("log_every", o.log_every);
+  t.get("rc_average", o.rc_average);
   MS_CHECK(o.adamw.lr > 0 && o.adamw.lr < 10, "{}: 'train.lr' must be in (0, 10), got {}", path, o.adamw.lr);
   MS_CHECK(o.adamw.weight_decay >= 0, "{}: 'train.weight_decay' must be >= 0, got {}", path, o.adamw.weight_decay);
   MS_CHECK(o.warmup_frac >= 0 && o.warmup_frac < 1, "{}: 'train.warmup' must be in [0, 1), got {}", path, o.warmup_frac);
@@ -410,6 +411,14 @@ void fit_model_to_data(RunConfig& rc, const Dataset& train) {
   MS_CHECK(m.mamba.vocab_size >= train.vocab_size,
            "{}: model.vocab_size {} is smaller than the data's {} token ids ({})", rc.path, m.mamba.vocab_size,
            train.vocab_size, train.dna ? train.tokenizer.name() : "synthetic symbols");
+  // Checked here, not at the first validation: the head and the tokens are known now.
+  if (rc.train.rc_average) {
+    MS_CHECK(m.head == HeadKind::SequenceClassification || m.head == HeadKind::Regression,
+             "{}: 'train.rc_average' needs a sequence-level task; this one is {}", rc.path, head_name(m.head));
+    MS_CHECK(train.dna && train.tokenizer.has_reverse_complement(),
+             "{}: 'train.rc_average' needs DNA tokens with a reverse complement; the data has {}", rc.path,
+             train.dna ? train.tokenizer.name() + " tokens" : "symbolic (non-DNA) tokens");
+  }
   try {
     m.validate();
   } catch (const Error& e) {

@@ -27,12 +27,23 @@ void append_jsonl(const std::string& out_dir, const json& j) {
 }
 }  // namespace
 
-EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len) {
+EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len, bool rc_average) {
   MS_CHECK(data.size() > 0, "evaluate: dataset '{}' is empty", data.name);
   MS_CHECK(batch_size > 0, "evaluate: batch size must be positive, got {}", batch_size);
   EvalResult r;
   const HeadKind head = model.head();
   MS_CHECK(head != HeadKind::LM, "evaluate: language models are scored with `mambaseq score`, not evaluated here");
+  Dataset rc;  // the reverse-complement strand of every example
+  if (rc_average) {
+    MS_CHECK(head == HeadKind::SequenceClassification || head == HeadKind::Regression,
+             "evaluate: reverse-complement averaging needs a sequence-level head, not {}", head_name(head));
+    MS_CHECK(data.dna && data.tokenizer.has_reverse_complement(),
+             "evaluate: reverse-complement averaging needs DNA tokens; dataset '{}' has {}", data.name,
+             data.dna ? data.tokenizer.name() + " tokens" : "symbolic (non-DNA) tokens");
+    rc = data;
+    for (auto& e : rc.examples) e.ids = data.tokenizer.reverse_complement(e.ids);
+  }
+  std::vector<float> avg;
   std::vector<int32_t> y, yhat;
   std::vector<float> pred, target, binary_probs;
   double loss_sum = 0;
@@ -41,11 +52,18 @@ EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int
     std::vector<int64_t> idx;
     for (int64_t i = s; i < std::min(data.size(), s + batch_size); ++i) idx.push_back(i);
     Batch b = make_batch(data, idx, max_len, head);
+    if (rc_average) {
+      const Tensor& ro = model.forward(make_batch(rc, idx, max_len, head), false);
+      avg.assign(ro.data(), ro.data() + ro.numel());
+    }
     const Tensor& out = model.forward(b, false);
     K = out.dim(1);
     loss_sum += model.loss(b) * b.batch;
+    if (rc_average)
+      for (int64_t i = 0; i < out.numel(); ++i) avg[i] = 0.5f * (avg[i] + out[i]);
+    const float* base = rc_average ? avg.data() : out.data();
     for (int64_t row = 0; row < out.dim(0); ++row) {
-      const float* o = out.data() + row * K;
+      const float* o = base + row * K;
       if (head == HeadKind::Regression) {
         for (int64_t k = 0; k < K; ++k) pred.push_back(o[k]), target.push_back(b.targets[row * K + k]);
         continue;
@@ -142,7 +160,7 @@ void Trainer::train_step() {
 
 void Trainer::end_of_epoch(int64_t epoch) {
   if (val_ && val_->size() > 0) {
-    EvalResult r = evaluate(model_, *val_, o_.batch_size, o_.max_len);
+    EvalResult r = evaluate(model_, *val_, o_.batch_size, o_.max_len, o_.rc_average);
     const bool reg = model_.head() == HeadKind::Regression;
     const std::string metric = reg ? "mse" : o_.early_stop_metric;
     const double v = reg ? r.reg.mse : metric_value(r.cls, metric);

@@ -34,6 +34,9 @@ struct TrainOptions {
   bool progress = true;     // progress bar on stderr
   std::string early_stop_metric = "mcc";  // validation metric for "best" and early stopping
   int64_t patience = 0;     // epochs without improvement before stopping (0: never)
+  // Validation and test outputs averaged over each sequence and its reverse complement
+  // (post-hoc RC conjoining, as Caduceus): DNA tokens and sequence-level heads only.
+  bool rc_average = false;
 };
 
 struct StepRecord {
@@ -55,7 +58,10 @@ struct EvalResult {
 // Token classification: every labelled token is one decision. Regression: MSE,
 // Pearson, Spearman over all targets.
 
-EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len);
+// rc_average: the head's outputs (logits, or predictions) are the mean of the sequence's
+// and its reverse complement's; the loss stays that of the given strand.
+EvalResult evaluate(Network& model, const Dataset& data, int64_t batch_size, int64_t max_len,
+                    bool rc_average = false);
 
 class Trainer {
  public:

@@ -328,6 +328,14 @@ int main(int argc, char** argv) {
       const double b = time_ms([&] { cb.bwd(); });
       const double fb = time_ms([&] { cb.fwd(); cb.bwd(); });
       if (sweep) {
+        for (const char* in : {"1", "0"}) {
+          setenv("MAMBASEQ_CONV_INTERIOR", in, 1);
+          const double tb = time_ms([&] { cb.bwd(); }, 10);
+          std::snprintf(buf, sizeof buf, "sweep conv bwd (%lld,%lld,%lld) interior=%s: %.3f ms\n", (long long)s.b,
+                        (long long)s.d, (long long)s.L, in, tb);
+          detail += buf;
+        }
+        unsetenv("MAMBASEQ_CONV_INTERIOR");
         for (const char* run : {"0", "64", "128", "256"}) {  // 0: the default choice
           setenv("MAMBASEQ_CONV_RUN", run, 1);
           const double tb = time_ms([&] { cb.bwd(); }, 10);

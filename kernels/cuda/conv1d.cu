@@ -222,6 +222,50 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
         const int sl = (tc + i - ts) & (D - 1);
         xr[i] = ring[sl][0][threadIdx.x], gr[i] = ring[sl][1][threadIdx.x];
       }
+      if (p.interior && tc >= ts + K - 1 && tc + kRowsBwd <= te) {
+        // Interior batch: every row is inside the run and the sequence and every dx row
+        // it completes is this run's: no per-row conditions (they cost ~half the
+        // instructions of a row: branches, predicates, reconvergence).
+        T* drow = dx + (static_cast<int64_t>(b) * p.len + tc - (K - 1)) * p.dx_ld + c;
+#pragma unroll
+        for (int i = 0; i < kRowsBwd; ++i) {
+          unpack<T, V>(xr[i], win[K - 1]);
+          float g[V], dp[V];
+          unpack<T, V>(gr[i], g);
+#pragma unroll
+          for (int e = 0; e < V; ++e) {
+            float d = g[e];
+            if (p.silu) {
+              float acc = fmaf(w[K - 1][e], win[K - 1][e], bias[e]);
+#pragma unroll
+              for (int k = 0; k < K - 1; ++k) acc = fmaf(w[k][e], win[k][e], acc);
+              d *= silu_grad_f(acc);
+            }
+            dp[e] = d;
+            gb[e] += d;
+#pragma unroll
+            for (int k = 0; k < K; ++k) gw[k][e] = fmaf(d, win[k][e], gw[k][e]);
+          }
+#pragma unroll
+          for (int k = 0; k < K - 1; ++k)
+#pragma unroll
+            for (int e = 0; e < V; ++e) hist[k][e] = hist[k + 1][e], win[k][e] = win[k + 1][e];
+#pragma unroll
+          for (int e = 0; e < V; ++e) hist[K - 1][e] = dp[e];
+          float o[V];
+#pragma unroll
+          for (int e = 0; e < V; ++e) {
+            float acc = w[0][e] * hist[K - 1][e];
+#pragma unroll
+            for (int k = 1; k < K; ++k) acc = fmaf(w[k][e], hist[K - 1 - k][e], acc);
+            o[e] = acc;
+          }
+          *reinterpret_cast<raw_t<T, V>*>(drow + i * p.dx_ld) = pack<T, V>(o);
+        }
+#pragma unroll
+        for (int i = 0; i < kRowsBwd; ++i) issue(tc + D + i);  // refill this batch's slots
+        continue;
+      }
 #pragma unroll
       for (int i = 0; i < kRowsBwd; ++i) {
         const int t = tc + i;

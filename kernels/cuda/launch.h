@@ -54,6 +54,7 @@ struct ConvK {
   int run = 0;       // tokens per thread (fast path)
   bool ring = false;  // forward fast path: rows through a cp.async ring in shared memory
   int rows_bwd = 4;  // backward fast path: rows requested together (4 or 8)
+  bool interior = true;  // backward fast path: condition-free code for interior row batches
   const void* x = nullptr;
   int64_t x_ld = 0;
   const float *w = nullptr, *bias = nullptr;

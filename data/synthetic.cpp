@@ -1,5 +1,6 @@
 // Nucleotide tokens, dataset basics, built-in synthetic tasks, and batching.
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 #include "mambaseq/data.h"
@@ -60,7 +61,8 @@ Dataset empty_like(const Dataset& d) {
 }
 
 std::vector<std::string> synthetic_task_names() {
-  return {"motif", "long_range", "splice", "selective_copy", "induction", "selective_copy_seq", "induction_seq"};
+  return {"motif",         "long_range",         "splice",        "selective_copy",
+          "induction",     "selective_copy_seq", "induction_seq", "mrna_stability"};
 }
 
 namespace {
@@ -231,6 +233,51 @@ Dataset make_synthetic(const std::string& task, int64_t n, int64_t len, uint64_t
       const int64_t p1 = p0 + 1 + static_cast<int64_t>(rng.below(len - p0 - 1));
       e.ids[p0] = 1 + e.label / 4;
       e.ids[p1] = 1 + e.label % 4;
+      d.examples.push_back(std::move(e));
+    }
+  } else if (task == "mrna_stability") {
+    // Coding sequences (ATG, len − 2 sense codons, a stop), read as codon tokens, with a
+    // half-life-like target: 2 + 3·(mean codon optimality) + 1.5·(mean optimality of the
+    // first 10 codons, the "ramp") + N(0, 0.1²). Optimality per codon is a fixed table in
+    // [−1, 1] (the same for every seed), like a codon stability coefficient.
+    MS_CHECK(len >= 12, "synthetic task mrna_stability: length (codons) must be >= 12, got {}", len);
+    const SeqTokenizer codon = SeqTokenizer::codon(0);
+    d.target = TargetKind::Regression;
+    d.num_labels = 1;
+    d.label_names = {"half_life"};
+    d.tokenizer = codon;
+    d.vocab_size = codon.vocab_size();
+    const std::string bases = "ACGT";
+    std::vector<std::string> sense;
+    std::vector<double> optimality;
+    Rng table(0x5EED0C0D0ULL);
+    for (int c = 0; c < 64; ++c) {
+      const std::string cod{bases[c / 16], bases[c / 4 % 4], bases[c % 4]};
+      if (cod == "TAA" || cod == "TAG" || cod == "TGA") continue;
+      sense.push_back(cod);
+      optimality.push_back(2.0 * table.uniform() - 1.0);
+    }
+    const char* stops[3] = {"TAA", "TAG", "TGA"};
+    for (int64_t i = 0; i < n; ++i) {
+      // Each sequence leans towards optimal or non-optimal codons (codon usage bias b), so
+      // the targets spread: P(codon) ∝ exp(2·b·optimality).
+      const double bias = rng.uniform(-1.0, 1.0);
+      std::vector<double> cum(sense.size());
+      double tot = 0;
+      for (size_t c = 0; c < sense.size(); ++c) cum[c] = tot += std::exp(2.0 * bias * optimality[c]);
+      std::string cds = "ATG";
+      double all = 0, ramp = 0;
+      for (int64_t k = 1; k + 1 < len; ++k) {
+        const size_t c = std::min(sense.size() - 1, static_cast<size_t>(std::lower_bound(cum.begin(), cum.end(),
+                                                                                   rng.uniform() * tot) - cum.begin()));
+        cds += sense[c];
+        all += optimality[c];
+        if (k <= 10) ramp += optimality[c];
+      }
+      cds += stops[rng.below(3)];
+      Example e;
+      e.ids = codon.encode(cds);
+      e.targets = {static_cast<float>(2.0 + 3.0 * all / double(len - 2) + 1.5 * ramp / 10.0 + 0.1 * rng.normal())};
       d.examples.push_back(std::move(e));
     }
   } else {

@@ -840,8 +840,32 @@ TEST(DataSynthetic, SpliceSelectiveCopyAndInduction) {
   }
   EXPECT_EQ(per_class, std::vector<int>(16, 4));
   EXPECT_ERROR_HAS(make_synthetic("selective_copy_seq", 4, 7, 1), "length must be >= 8");
+  // mrna_stability: codon tokens of a coding sequence, one real target per sequence.
+  Dataset mr = make_synthetic("mrna_stability", 400, 30, 8);
+  EXPECT_EQ(mr.target, TargetKind::Regression);
+  EXPECT_EQ(mr.vocab_size, 66);
+  EXPECT_EQ(mr.tokenizer.name(), "codon(frame 0)");
+  double mean = 0, sq = 0;
+  for (const auto& e : mr.examples) {
+    ASSERT_EQ(e.ids.size(), 30u);
+    const std::string cds = mr.tokenizer.decode(e.ids);
+    EXPECT_EQ(cds.substr(0, 3), "ATG");
+    const std::string stop = cds.substr(87);
+    EXPECT_TRUE(stop == "TAA" || stop == "TAG" || stop == "TGA") << stop;
+    for (size_t k = 3; k + 3 < cds.size(); k += 3) {
+      const std::string c = cds.substr(k, 3);
+      EXPECT_TRUE(c != "TAA" && c != "TAG" && c != "TGA") << "stop codon inside the CDS at " << k;
+    }
+    ASSERT_EQ(e.targets.size(), 1u);
+    mean += e.targets[0] / 400.0;
+    sq += e.targets[0] * e.targets[0] / 400.0;
+  }
+  EXPECT_NEAR(mean, 2.0, 0.5);
+  EXPECT_GT(std::sqrt(sq - mean * mean), 0.3);  // codon-usage bias spreads the targets
+  EXPECT_EQ(make_synthetic("mrna_stability", 5, 30, 8).examples[4].ids, mr.examples[4].ids);
   EXPECT_ERROR_HAS(make_synthetic("copying", 4, 64, 1),
-                   "known: motif, long_range, splice, selective_copy, induction, selective_copy_seq, induction_seq");
+                   "known: motif, long_range, splice, selective_copy, induction, selective_copy_seq, induction_seq, "
+                   "mrna_stability");
 }
 
 // ---- multi-label loss --------------------------------------------------------------------

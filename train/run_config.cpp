@@ -169,6 +169,8 @@ void parse_data(const std::string& path, const Section& d, DataSpec& ds) {
       bad("rc_augment", ds.load_options().tokenizer.name() + " tokens have no reverse complement");
     if (ds.source == "synthetic" && (ds.task.rfind("selective_copy", 0) == 0 || ds.task.rfind("induction", 0) == 0))
       bad("rc_augment", "does not apply to the symbolic task " + ds.task);
+    if (ds.source == "synthetic" && ds.task == "mrna_stability")
+      bad("rc_augment", "codon tokens (task mrna_stability) have no reverse complement");
   }
   const bool has_test_file = !ds.test.empty() || !ds.test_files.empty() || ds.source == "nt_dir";
   if (has_test_file && ds.test_fraction > 0) bad("test_fraction", "cannot be used with a test file");
@@ -181,7 +183,7 @@ void parse_data(const std::string& path, const Section& d, DataSpec& ds) {
       bad("task", fmt::format("'{}' is not a synthetic task (known: {})", ds.task, names));
     }
     if (ds.target != "classification") bad("target", "is fixed by the synthetic task");
-    if (ds.tokenizer != "nucleotide") bad("tokenizer", "synthetic tasks are nucleotide (or symbol) tokens");
+    if (ds.tokenizer != "nucleotide") bad("tokenizer", "is fixed by the synthetic task (codons for mrna_stability)");
   } else if (ds.source == "csv" || ds.source == "tsv") {
     if (ds.train.empty()) bad("train", "is required for source " + ds.source);
   } else if (ds.source == "fasta") {

@@ -75,6 +75,10 @@ std::vector<int32_t> encode_nucleotides(const std::string& seq);  // unknown let
 //   selective_copy_seq: 2 data bases at random positions among noise (N); the class is
 //                   the ordered pair (16 classes AA..TT)
 //   induction_seq:  the induction sequences, class = v (4 classes)
+// Regression on codon tokens (seed 000's mRNA workflow):
+//   mrna_stability: coding sequences of `len` codons (ATG … stop) with a half-life-like
+//                   target from a fixed codon-optimality table (mean over the CDS plus a
+//                   5' ramp of 10 codons) and small noise; Pearson/Spearman measure it
 Dataset make_synthetic(const std::string& task, int64_t n, int64_t len, uint64_t seed);
 std::vector<std::string> synthetic_task_names();
 

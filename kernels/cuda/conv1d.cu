@@ -10,7 +10,9 @@
 // requested in batches, the next batch before the current one's outputs are stored. The
 // op is memory bound: the floor is one read of x and one write of out.
 //
-// Backward of the fast path, same ownership: the thread recomputes pre (for SiLU) over
+// Backward of the fast path, same ownership (rows arrive through a per-thread cp.async
+// ring in shared memory; run lengths from a per-wave cost model in api.cpp): the thread
+// recomputes pre (for SiLU) over
 // its run plus K−1 tokens of look-ahead and emits
 //   dpre = dout·silu'(pre),  dx[j] = Σ_k w[k]·dpre[j+K−1−k],
 //   dw[k] += dpre[t]·x̃[t−(K−1)+k],  dbias += dpre[t]

@@ -9,14 +9,17 @@
 // prefix scan across threads (the reference's approach, which costs a block-wide scan per
 // state and chunk). Tiles of tokens are staged in shared memory by cp.async.
 //
-// Forward, dstate ≤ 16 (scan_fwd_seq_kernel): one lane per channel holding all 16
-// (padded) states, so softplus, ⟨h, C⟩ and the gate are done once per element, B/C are
-// broadcast reads, and the time loop only reads shared memory. For parallelism a sequence
-// is cut into P time segments: pass 1 leaves each segment's local end state (from h = 0)
-// and Σδ; pass 2 folds the earlier segments' (exp(A·Σδ) ⊙ h + hloc) into its start
-// state and produces the output. P is chosen to have ~128K walkers, so the exps of all
-// but the last segment are done twice: the price of filling the chip when channels are
-// few (the measured optimum; see bench/NOTES-cuda.md).
+// Forward, dstate ≤ 16, two kernels (api.cpp's fwd_plan picks by channel count):
+//  - scan_fwd_q_kernel<T, S>: G = 16/S lanes per channel, S states each, so every exp is
+//    computed once with G× the lanes; per-token work (softplus, gate) is shared across the
+//    channel's lanes and ⟨h, C⟩ reduce-scattered over them. Used for ~12K–64K channels.
+//  - scan_fwd_seq_kernel: one lane per channel holding all 16 (padded) states, so
+//    softplus, ⟨h, C⟩ and the gate are done once per element, B/C are broadcast reads, and
+//    the time loop only reads shared memory. Used for many channels, and for few channels
+//    over long sequences with time segments: pass 1 leaves each segment's local end state
+//    (from h = 0) and Σδ; pass 2 folds the earlier segments' (exp(A·Σδ) ⊙ h + hloc) into
+//    its start state and produces the output (~128K walkers; the exps of all but the last
+//    segment are done twice: the price of filling the chip when channels are few).
 //
 // Forward, dstate > 16 (scan_fwd_kernel): G lanes per channel, S states each; per tile
 //   prep:     δ = softplus(delta + bias), δu = δ·u, B/C to f32        (per element)

@@ -26,7 +26,7 @@ bool run_gnuplot(const std::string& script, const std::string& png) {
   {
     std::ofstream f(gp);
     MS_CHECK(f.good(), "cannot write {}", gp);
-    f << "set terminal pngcairo size 900,540 enhanced font 'Sans,10'\n"
+    f << "set terminal pngcairo size 900,540 noenhanced font 'Sans,10'\n"
       << "set output '" << tmp_png << "'\n"
       << script;
   }

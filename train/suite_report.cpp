@@ -207,7 +207,7 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
   // Data files: one row per task (or category), one column per model.
   {
     std::ofstream f(dir + "/plot_tasks.tsv");
-    f << "task";
+    f << "# task";  // a comment for gnuplot, whose histograms would count a header as a row
     for (const auto& m : models) f << '\t' << m;
     f << '\n';
     for (const auto& t : tasks) {
@@ -221,7 +221,7 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
   }
   {
     std::ofstream f(dir + "/plot_categories.tsv");
-    f << "category";
+    f << "# category";
     for (const auto& m : models) f << '\t' << m << "_acc\t" << m << "_mcc";
     f << '\n';
     for (const auto& c : cats) {
@@ -243,12 +243,16 @@ std::string write_suite_report(const std::string& dir, const std::string& suite,
   for (size_t i = 0; i < models.size(); ++i)
     plot += fmt::format("{}'{}/plot_tasks.tsv' using {}:xtic(1) title '{}' lc rgb '{}'", i ? ", " : "", dir, i + 2,
                         models[i], kColors[i % 6]);
-  run_gnuplot("set title 'Test accuracy by task'\n" + bars + plot + "\n", dir + "/accuracy_by_task.png");
+  // One cluster per row, centred on 0 … n−1 (autoscaling leaves an empty slot).
+  auto xrange = [](size_t n) { return fmt::format("set xrange [-0.5:{}]\n", double(n) - 0.5); };
+  run_gnuplot("set title 'Test accuracy by task'\n" + bars + xrange(tasks.size()) + plot + "\n",
+              dir + "/accuracy_by_task.png");
   plot = "plot ";
   for (size_t i = 0; i < models.size(); ++i)
     plot += fmt::format("{}'{}/plot_categories.tsv' using {}:xtic(1) title '{}' lc rgb '{}'", i ? ", " : "", dir,
                         2 * i + 2, models[i], kColors[i % 6]);
-  run_gnuplot("set title 'Average test accuracy by category'\n" + bars + plot + "\n", dir + "/category_summary.png");
+  run_gnuplot("set title 'Average test accuracy by category'\n" + bars + xrange(cats.size()) + plot + "\n",
+              dir + "/category_summary.png");
 
   // Radar: one spoke per category, MCC on the radius (negative MCC drawn at 0).
   {

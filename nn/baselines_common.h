@@ -2,6 +2,7 @@
 // default initialisations, head parsing and checkpoint writing.
 #pragma once
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -106,6 +107,17 @@ class Keys {
   void expect_arch(const char* arch) const {
     const std::string a = string("mambaseq_arch", "");
     MS_CHECK(a == arch, "{}: key 'mambaseq_arch' is '{}', expected '{}'", file_, a, arch);
+  }
+  // The head keys every baseline shares (mambaseq_head, num_labels, pad_token_id), then
+  // the whole config's validation: what ends every read_*_config.
+  template <typename Config>
+  void finish(Config& c) const {
+    c.head = head(c.head);
+    c.num_labels = integer("num_labels", c.num_labels);
+    const int64_t pad = integer("pad_token_id", 0);
+    MS_CHECK(pad >= 0 && pad <= INT32_MAX, "{}: key 'pad_token_id' ({}) is out of range", file_, pad);
+    c.pad_token_id = static_cast<int32_t>(pad);
+    validate([&] { c.validate(); });
   }
   // Validation errors of the whole config, prefixed with the file.
   template <typename F>

@@ -299,12 +299,7 @@ CnnConfig read_cnn_config(const std::string& path) {
   c.bn_eps = k.number("bn_eps", c.bn_eps);
   c.head_dropout = k.number("head_dropout", c.head_dropout);
   c.mask_padding = k.boolean("mask_padding", c.mask_padding);
-  c.head = k.head(c.head);
-  c.num_labels = k.integer("num_labels", c.num_labels);
-  const int64_t pad = k.integer("pad_token_id", 0);
-  MS_CHECK(pad >= 0 && pad <= INT32_MAX, "{}: key 'pad_token_id' ({}) is out of range", path, pad);
-  c.pad_token_id = static_cast<int32_t>(pad);
-  k.validate([&] { c.validate(); });
+  k.finish(c);
   return c;
 }
 

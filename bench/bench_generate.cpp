@@ -45,44 +45,8 @@ extern "C" char* openblas_get_config(void);
 extern "C" int openblas_get_num_threads(void);
 extern "C" void openblas_set_num_threads(int);
 
-// ---- allocation counting ------------------------------------------------------------
-namespace {
-std::atomic<int64_t> g_allocs{0};
-}
-#if !defined(__SANITIZE_ADDRESS__)
-extern "C" {
-void* __libc_malloc(size_t);
-void* __libc_calloc(size_t, size_t);
-void* __libc_realloc(void*, size_t);
-void* __libc_memalign(size_t, size_t);
-void* malloc(size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_malloc(n);
-}
-void* calloc(size_t a, size_t b) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_calloc(a, b);
-}
-void* realloc(void* p, size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_realloc(p, n);
-}
-void* memalign(size_t a, size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_memalign(a, n);
-}
-void* aligned_alloc(size_t a, size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return __libc_memalign(a, n);
-}
-int posix_memalign(void** out, size_t a, size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (a % sizeof(void*) != 0 || (a & (a - 1)) != 0) return EINVAL;
-  *out = __libc_memalign(a, n);
-  return *out ? 0 : ENOMEM;
-}
-}
-#endif
+// ---- allocation counting (malloc & co.; see tests/alloc_count.h) ---------------------
+#include "../tests/alloc_count.h"
 
 using namespace mambaseq;
 
@@ -160,7 +124,7 @@ void BM_Step(benchmark::State& state) {
   std::vector<int32_t> next(B, 7);
   const int64_t V = eng.vocab_rows(), lim = g_model->cfg.mamba.vocab_size;
   for (int w = 0; w < 8; ++w) eng.step(st, next.data());  // sizes the buffers, times the thread count
-  const int64_t allocs0 = g_allocs.load(), news_bytes0 = MemStats::current();
+  const int64_t allocs0 = g_mallocs.load(), news_bytes0 = MemStats::current();
   int64_t steps = 0;
   for (auto _ : state) {
     Tensor& z = eng.step(st, next.data());
@@ -170,7 +134,7 @@ void BM_Step(benchmark::State& state) {
     }
     ++steps;
   }
-  const int64_t allocs = g_allocs.load() - allocs0;
+  const int64_t allocs = g_mallocs.load() - allocs0;
   state.SetItemsProcessed(steps * B);
   state.counters["tokens/s"] = benchmark::Counter(double(steps * B), benchmark::Counter::kIsRate);
   state.counters["allocs/token"] = double(allocs) / double(std::max<int64_t>(1, steps * B));
@@ -256,10 +220,10 @@ MemRow generate_memory(Model& m, const std::string& name, int64_t tokens) {
   auto t0 = std::chrono::steady_clock::now();
   generate(eng, {{1, 2, 3}}, o, [&](int64_t, int32_t) {
     ++seen;
-    if (seen == std::min<int64_t>(1000, tokens / 2)) allocs_at_1k = g_allocs.load();
+    if (seen == std::min<int64_t>(1000, tokens / 2)) allocs_at_1k = g_mallocs.load();
     if (seen == tokens) {  // measured while the sequence is still live
       r.allocs_per_token_x1000 = allocs_at_1k < 0 ? -1
-                                                  : (g_allocs.load() - allocs_at_1k) * 1000 /
+                                                  : (g_mallocs.load() - allocs_at_1k) * 1000 /
                                                         std::max<int64_t>(1, seen - std::min<int64_t>(1000, tokens / 2));
       r.tensors = MemStats::current();
       const struct mallinfo2 mi = mallinfo2();

@@ -304,6 +304,27 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "detail scan (%lld,%lld,%lld,%lld): fwd %.3f, fwd+ckpt %.3f, bwd %.3f, fwd+bwd %.3f ms\n",
                     (long long)s.b, (long long)s.d, (long long)s.L, (long long)s.N, f, fc, bo, fb);
       detail += buf;
+      // SWEEP_BWD="VAR=VAL VAR=VAL ...": the backward timed under each setting in turn.
+      if (const char* sv = std::getenv("SWEEP_BWD")) {
+        std::string all(sv), item;
+        for (size_t i = 0; i <= all.size(); ++i) {
+          if (i < all.size() && all[i] != ' ') {
+            item += all[i];
+            continue;
+          }
+          const size_t eq = item.find('=');
+          if (eq != std::string::npos) {
+            const std::string var = item.substr(0, eq), val = item.substr(eq + 1);
+            setenv(var.c_str(), val.c_str(), 1);
+            const double t = time_ms([&] { sb.zero_grads(); sb.bwd(); });
+            unsetenv(var.c_str());
+            std::snprintf(buf, sizeof buf, "sweep bwd (%lld,%lld,%lld) %s: %.3f ms\n", (long long)s.b,
+                          (long long)s.d, (long long)s.L, item.c_str(), t);
+            detail += buf;
+          }
+          item.clear();
+        }
+      }
       if (sweep && std::getenv("SWEEP_SCAN")) {
         auto sw = [&](const char* what, const char* var, const char* val, const std::function<void()>& fn) {
           setenv(var, val, 1);

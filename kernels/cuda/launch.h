@@ -44,6 +44,7 @@ struct ScanK {
   float *dA = nullptr, *dB = nullptr, *dC = nullptr, *dD = nullptr, *dbias = nullptr,
         *dh0 = nullptr;
   int64_t dbc_ld = 0;
+  bool bwd_fixed = true;  // compile-time-shaped backward where the shape matches (N 16, S 4, 128 threads)
 };
 
 struct ConvK {

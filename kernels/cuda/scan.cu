@@ -36,6 +36,8 @@
 //              q = ḡ_t·a_t·h_{t−1}:  dδ_t += Σ q·A,  dA += q·δ_t
 //            dB/dC are summed over the block's channels in shared memory, then added to
 //            global memory with one atomic per (token, state) per block.
+// The common shape (dstate 16, 4 states a lane, 128 threads, 32 channels) is compiled with
+// those numbers fixed (FN = 16), so the channel sums unroll; any other shape takes FN = 0.
 // With time segments (dstate ≤ 16), scan_bwd_seg_kernel first leaves each later
 // segment's local adjoint (ḡ ← a_t ⊙ (ḡ + dy_t·C_t) from ḡ = 0, walked backwards), which
 // the earlier segments fold into the adjoint they start from.
@@ -909,12 +911,22 @@ __global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
 }
 
 // ---- backward -----------------------------------------------------------------------
-template <typename T, int S>
+__host__ __device__ constexpr int ilog2c(int x) { return x <= 1 ? 0 : 1 + ilog2c(x >> 1); }
+
+// FN = 0: shape from the launch (p.G, p.CB, p.N, blockDim). FN = 16: the common shape
+// fixed at compile time (N = Npad = 16, G = 16/S lanes a channel, 128 threads, CB =
+// 128/G channels), so the dB/dC channel sums, the lane sums of the epilogue and the index
+// math are unrolled with constant strides instead of run-time loops and divisions.
+template <typename T, int S, int FN>
 __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
   extern __shared__ __align__(16) unsigned char smem[];
-  const int tid = threadIdx.x, NT = blockDim.x;
-  const int G = p.G, CB = p.CB, N = p.N, L = p.len, dim = p.dim, Npad = p.Npad;
-  const int lgG = __ffs(G) - 1, lgCB = __ffs(CB) - 1;
+  constexpr bool FX = FN > 0;
+  constexpr int FG = FX ? FN / S : 1, FNT = 128, FCB = FNT / FG;
+  const int tid = threadIdx.x;
+  const int NT = FX ? FNT : static_cast<int>(blockDim.x);
+  const int G = FX ? FG : p.G, CB = FX ? FCB : p.CB, N = FX ? FN : p.N, L = p.len, dim = p.dim,
+            Npad = FX ? FN : p.Npad;
+  const int lgG = FX ? ilog2c(FG) : __ffs(G) - 1, lgCB = FX ? ilog2c(FCB) : __ffs(CB) - 1;
   const int cl = tid >> lgG, g = tid & (G - 1);
   const int b = blockIdx.y, c0 = blockIdx.x * CB, c = c0 + cl, seg = blockIdx.z;
   const bool cvalid = c < dim;
@@ -1007,6 +1019,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
         for (int t = 0; t < kTS; ++t) d[t] = dd[(tb + t) * CB + cl], load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
 #pragma unroll
         for (int s = 0; s < S; ++s) sub[((tb / kTS) * NT + tid) * S + s] = h[s];
+        if (tb + kTS >= tn) break;  // the state after the last sub-chunk is not needed
 #pragma unroll
         for (int t = 0; t < kTS; ++t)
 #pragma unroll
@@ -1077,7 +1090,18 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
         const int gg = n / S, ss = n - gg * S;
         const float* src = dbc + (t * NT + gg) * 2 * S + 2 * ss + which;
         float sum = 0.f;
-        for (int l = 0; l < CB; ++l) sum += src[l * G * 2 * S];
+        if constexpr (FX) {
+          constexpr int str = FG * 2 * S;
+          float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+#pragma unroll
+          for (int l = 0; l < FCB; l += 4) {
+            a0 += src[l * str], a1 += src[(l + 1) * str];
+            a2 += src[(l + 2) * str], a3 += src[(l + 3) * str];
+          }
+          sum = (a0 + a1) + (a2 + a3);
+        } else {
+          for (int l = 0; l < CB; ++l) sum += src[l * G * 2 * S];
+        }
         float* gdst = (which ? p.dC : p.dB) + (row0 + tg) * p.dbc_ld + static_cast<int64_t>(grp) * N + n;
         atomicAdd(gdst, sum);
       }
@@ -1246,7 +1270,10 @@ int launch_bwd(const ScanK& k, cudaStream_t s) {
     if (int e = set_smem(scan_bwd_seg_kernel<T>, smem)) return e;
     scan_bwd_seg_kernel<T><<<dim3((k.dim + k.CW - 1) / k.CW, k.P - 1, k.batch), k.CW, smem, s>>>(k);
   }
-  auto kern = scan_bwd_kernel<T, S>;
+  auto kern = scan_bwd_kernel<T, S, 0>;
+  if constexpr (S == 4)
+    if (k.bwd_fixed && k.N == 16 && k.Npad == 16 && k.G == 4 && k.NT == 128 && k.CB == 32)
+      kern = scan_bwd_kernel<T, 4, 16>;
   if (int e = set_smem(kern, k.smem)) return e;
   kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch, k.P), k.NT, k.smem, s>>>(k);
   return cudaGetLastError();

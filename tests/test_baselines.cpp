@@ -3,11 +3,9 @@
 // fp32 directional derivatives, the seed's parameter counts, BatchNorm statistics,
 // padding invariances, and checkpoint round trips.
 #include <gtest/gtest.h>
-#include <omp.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -886,69 +884,4 @@ TEST(BaselineCheckpoint, BidirectionalMambaSaveLoadNetworkRoundTrip) {
   SafeTensorsReader f(dir + "/model.safetensors");
   EXPECT_TRUE(f.has("backbone.layers.1.mixer_rev.out_proj.weight"));
   std::filesystem::remove_all(dir);
-}
-
-// ---- speed (run by hand: --gtest_also_run_disabled_tests --gtest_filter=*Speed*) --------
-// Forward (inference) and training step (zero_grad + forward + loss + backward + AdamW)
-// tokens/s of the seed-001 models at batch 32, length 300. Best of 3 after a warm-up.
-// Besides wall-clock it prints tokens per process CPU-second × threads: on a machine
-// shared with other work, the wall-clock figure understates what an idle machine gives,
-// the CPU-time one approximates it (it counts OpenMP spin-waiting, so it errs low too).
-TEST(DISABLED_Speed, Seed001ModelsL300B32) {
-  const int64_t B = 32, L = 300;
-  const int threads = omp_get_max_threads();
-  Rng rng(1);
-  Batch b;
-  b.batch = B;
-  b.len = L;
-  for (int64_t i = 0; i < B * L; ++i) b.ids.push_back(1 + int32_t(rng.below(4)));
-  b.mask.assign(B * L, 1);
-  for (int64_t i = 0; i < B; ++i) b.labels.push_back(int32_t(i % 2));
-  auto cpu_seconds = [] {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-  };
-  auto bench = [&](const char* name, Network& m) {
-    AdamW opt(m.params(), AdamWConfig{});
-    auto time = [&](auto&& f, int reps) {
-      f();  // warm-up: buffers sized, pages touched
-      double best = 1e30, best_cpu = 1e30;
-      for (int r = 0; r < reps; ++r) {
-        const double c0 = cpu_seconds();
-        auto t0 = std::chrono::steady_clock::now();
-        f();
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        best_cpu = std::min(best_cpu, cpu_seconds() - c0);
-      }
-      return std::pair{best, best_cpu / threads};
-    };
-    auto [fwd, fwd_cpu] = time([&] { m.forward(b, false); }, 3);
-    auto [step, step_cpu] = time(
-        [&] {
-          m.zero_grad();
-          m.forward(b, true, 1);
-          m.loss(b);
-          m.backward(b);
-          opt.step(1e-4);
-        },
-        3);
-    std::printf("%-12s %6.2fM params | forward %7.0f tok/s wall, %7.0f cpu | train step %7.0f tok/s wall, %7.0f cpu\n",
-                name, m.num_parameters() / 1e6, B * L / fwd, B * L / fwd_cpu, B * L / step, B * L / step_cpu);
-  };
-  double load[3] = {};
-  getloadavg(load, 3);
-  std::printf("batch %ld, length %ld, %d OpenMP threads, load average %.2f before\n", long(B), long(L), threads, load[0]);
-  Model mamba(seed001_classifier(2), 1);
-  bench("mamba", mamba);
-  ModelConfig bi = seed001_classifier(2);
-  bi.mamba.bidirectional = true;
-  Model bimamba(bi, 1);
-  bench("bimamba", bimamba);
-  CnnClassifier cnn(seed001_cnn(2), 1);
-  bench("cnn", cnn);
-  TransformerClassifier tr(seed001_transformer(2), 1);
-  bench("transformer", tr);
-  getloadavg(load, 3);
-  std::printf("load average %.2f after\n", load[0]);
 }

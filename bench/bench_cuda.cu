@@ -312,12 +312,22 @@ int main(int argc, char** argv) {
             item += all[i];
             continue;
           }
-          const size_t eq = item.find('=');
-          if (eq != std::string::npos) {
-            const std::string var = item.substr(0, eq), val = item.substr(eq + 1);
-            setenv(var.c_str(), val.c_str(), 1);
+          // An item is VAR=VAL[,VAR=VAL...]: all set together.
+          std::vector<std::string> vars;
+          for (size_t pos = 0; pos < item.size();) {
+            size_t e = item.find(',', pos);
+            if (e == std::string::npos) e = item.size();
+            const std::string kv = item.substr(pos, e - pos);
+            const size_t eq = kv.find('=');
+            if (eq != std::string::npos) {
+              vars.push_back(kv.substr(0, eq));
+              setenv(vars.back().c_str(), kv.substr(eq + 1).c_str(), 1);
+            }
+            pos = e + 1;
+          }
+          if (!vars.empty()) {
             const double t = time_ms([&] { sb.zero_grads(); sb.bwd(); });
-            unsetenv(var.c_str());
+            for (const auto& v : vars) unsetenv(v.c_str());
             std::snprintf(buf, sizeof buf, "sweep bwd (%lld,%lld,%lld) %s: %.3f ms\n", (long long)s.b,
                           (long long)s.d, (long long)s.L, item.c_str(), t);
             detail += buf;

@@ -174,6 +174,19 @@ __device__ __forceinline__ void load4(const T* p, float (&f)[4]) {
   }
 }
 
+// Two consecutive elements of T (4- or 8-byte aligned) to floats.
+template <typename T>
+__device__ __forceinline__ void load2(const T* p, float (&f)[2]) {
+  if constexpr (sizeof(T) == 4) {
+    const float2 v = *reinterpret_cast<const float2*>(p);
+    f[0] = v.x, f[1] = v.y;
+  } else {
+    const unsigned v = *reinterpret_cast<const unsigned*>(p);
+    const T* e = reinterpret_cast<const T*>(&v);
+    f[0] = to_f(e[0]), f[1] = to_f(e[1]);
+  }
+}
+
 __host__ __device__ constexpr int align16(int x) { return (x + 15) & ~15; }
 
 }  // namespace mambaseq::cuda::detail

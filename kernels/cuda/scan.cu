@@ -37,7 +37,9 @@
 //            dB/dC are summed over the block's channels in shared memory, then added to
 //            global memory with one atomic per (token, state) per block.
 // The common shape (dstate 16, 4 states a lane, 128 threads, 32 channels) is compiled with
-// those numbers fixed (FN = 16), so the channel sums unroll; any other shape takes FN = 0.
+// those numbers fixed (FN = 16): the channel sums unroll, a thread's two dB/dC outputs and
+// two epilogue elements are straight-line code, B/C are [token][B | C] rows; any other
+// shape takes FN = 0.
 // With time segments (dstate ≤ 16), scan_bwd_seg_kernel first leaves each later
 // segment's local adjoint (ḡ ← a_t ⊙ (ḡ + dy_t·C_t) from ḡ = 0, walked backwards), which
 // the earlier segments fold into the adjoint they start from.
@@ -987,6 +989,12 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
   // Few, heavy epilogue items idle most threads: use 4 channels an item only when there
   // are enough items for everyone.
   const bool ve4 = v4 && (kTS * CB) / 4 >= NT;
+  // Fixed shape: 1, 2 or 4 channels an epilogue item (p.bwd_ve; 0 = the default, 1: two
+  // items a thread, measured 1-2 % faster than 2 and ~15 % faster than 4). The run-time
+  // shape: 4 where there are enough items, else 1.
+  const int vsel = FX ? (p.bwd_ve ? p.bwd_ve : 1) : (ve4 ? 4 : 1);
+  // Fixed shape: B/C as [token][B 16 | C 16] so a lane's 4 B (and 4 C) are one 16-byte load.
+  const float* bcf = reinterpret_cast<const float*>(bc) + g * S;
   const int kbeg = seg * (p.Lseg / kChunk), kend = min(p.nck, (seg + 1) * (p.Lseg / kChunk));
 
   for (int k = kend - 1; k >= kbeg; --k) {
@@ -1003,7 +1011,20 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
       prep_elems<T, 4, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, kChunk, CB, lgCB, tn, p.softplus, tid, NT);
     else
       prep_elems<T, 1, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, kChunk, CB, lgCB, tn, p.softplus, tid, NT);
-    prep_bc<T>(bc, rb, rb + kChunk * N, kChunk, N, Npad, tid, NT);
+    if constexpr (FX) {
+      static_assert(!FX || (FN == 16 && S == 4), "fixed shape: N 16, 4 states a lane");
+      const T* rc = rb + kChunk * N;
+      for (int i = tid; i < kChunk * 4; i += NT) {
+        const int t = i >> 2, k4 = (i & 3) * 4;
+        float bv[4], cv[4];
+        load4(rb + t * 16 + k4, bv), load4(rc + t * 16 + k4, cv);
+        float4* dst = reinterpret_cast<float4*>(reinterpret_cast<float*>(bc) + t * 32 + k4);
+        dst[0] = make_float4(bv[0], bv[1], bv[2], bv[3]);
+        dst[4] = make_float4(cv[0], cv[1], cv[2], cv[3]);
+      }
+    } else {
+      prep_bc<T>(bc, rb, rb + kChunk * N, kChunk, N, Npad, tid, NT);
+    }
     __syncthreads();
 
     // pass a: states at the sub-chunk starts (each lane reads back only its own).
@@ -1016,7 +1037,15 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
         float2 d[kTS];
         float Bv[kTS][S], Cv[kTS][S];
 #pragma unroll
-        for (int t = 0; t < kTS; ++t) d[t] = dd[(tb + t) * CB + cl], load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
+        for (int t = 0; t < kTS; ++t) {
+          d[t] = dd[(tb + t) * CB + cl];
+          if constexpr (FX) {
+            const float4 v = *reinterpret_cast<const float4*>(bcf + (tb + t) * 32);
+            Bv[t][0] = v.x, Bv[t][1] = v.y, Bv[t][2] = v.z, Bv[t][3] = v.w;
+          } else {
+            load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
+          }
+        }
 #pragma unroll
         for (int s = 0; s < S; ++s) sub[((tb / kTS) * NT + tid) * S + s] = h[s];
         if (tb + kTS >= tn) break;  // the state after the last sub-chunk is not needed
@@ -1036,7 +1065,14 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
 #pragma unroll
       for (int t = 0; t < kTS; ++t) {
         d[t] = dd[(tb + t) * CB + cl], dyv[t] = dy[(tb + t) * CB + cl];
-        load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
+        if constexpr (FX) {
+          const float4 vb = *reinterpret_cast<const float4*>(bcf + (tb + t) * 32);
+          const float4 vc = *reinterpret_cast<const float4*>(bcf + (tb + t) * 32 + 16);
+          Bv[t][0] = vb.x, Bv[t][1] = vb.y, Bv[t][2] = vb.z, Bv[t][3] = vb.w;
+          Cv[t][0] = vc.x, Cv[t][1] = vc.y, Cv[t][2] = vc.z, Cv[t][3] = vc.w;
+        } else {
+          load_bc<S>(bcl + (tb + t) * Npad, Bv[t], Cv[t]);
+        }
       }
 #pragma unroll
       for (int s = 0; s < S; ++s) hh[0][s] = sub[(j * NT + tid) * S + s];
@@ -1083,6 +1119,40 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
       __syncthreads();
 
       // dB, dC: sum over the block's channels, one atomic per (token, state).
+      if (FX && p.bwd_ilp) {
+        // Fixed shape, both of a thread's outputs in one straight-line block (loads of the
+        // second overlap the first's sums), the atomic predicated instead of a branch.
+        constexpr int IT = FX ? kTS * 2 * FN / FNT : 1, str = FG * 2 * S, FNc = FX ? FN : 16;
+        float sums[IT];
+        const float* srcs[IT];
+#pragma unroll
+        for (int m = 0; m < IT; ++m) {
+          const int o = tid + m * FNT;
+          const int t = o / (2 * FNc), rem = o - t * 2 * FNc, n = rem >> 1, which = rem & 1;
+          const int gg = n / S, ss = n - gg * S;
+          srcs[m] = dbc + (t * FNT + gg) * 2 * S + 2 * ss + which;
+        }
+        float a[IT][4];
+#pragma unroll
+        for (int m = 0; m < IT; ++m) a[m][0] = a[m][1] = a[m][2] = a[m][3] = 0.f;
+#pragma unroll
+        for (int l = 0; l < FCB; l += 4)
+#pragma unroll
+          for (int m = 0; m < IT; ++m) {
+            a[m][0] += srcs[m][l * str], a[m][1] += srcs[m][(l + 1) * str];
+            a[m][2] += srcs[m][(l + 2) * str], a[m][3] += srcs[m][(l + 3) * str];
+          }
+#pragma unroll
+        for (int m = 0; m < IT; ++m) sums[m] = (a[m][0] + a[m][1]) + (a[m][2] + a[m][3]);
+#pragma unroll
+        for (int m = 0; m < IT; ++m) {
+          const int o = tid + m * FNT;
+          const int t = o / (2 * FNc), rem = o - t * 2 * FNc, n = rem >> 1, which = rem & 1;
+          const int tg = t0 + tb + t;
+          if (tg < L)
+            atomicAdd((which ? p.dC : p.dB) + (row0 + tg) * p.dbc_ld + static_cast<int64_t>(grp) * FNc + n, sums[m]);
+        }
+      } else
       for (int o = tid; o < kTS * 2 * N; o += NT) {
         const int t = o / (2 * N), rem = o - t * 2 * N, n = rem >> 1, which = rem & 1;
         const int tg = t0 + tb + t;
@@ -1119,6 +1189,9 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
           if constexpr (VE == 4) {
             load4(ru + es, uv), load4(rd + es, dv), load4(ro + es, ov);
             if (Z) load4(rz + es, zv);
+          } else if constexpr (VE == 2) {
+            load2(ru + es, uv), load2(rd + es, dv), load2(ro + es, ov);
+            if (Z) load2(rz + es, zv);
           } else {
             uv[0] = to_f(ru[es]), dv[0] = to_f(rd[es]), ov[0] = to_f(ro[es]);
             if (Z) zv[0] = to_f(rz[es]);
@@ -1144,8 +1217,45 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
           }
         }
       };
-      if (ve4)
+      // Fixed shape, one channel an item: a thread's two items as one straight-line block.
+      auto epi_fx = [&]() {
+        constexpr int IT = FX ? kTS * FCB / FNT : 1;
+        float uv[IT], dv[IT], zv[IT], ov[IT], r[IT], qs[IT], yv[IT], dt[IT], dyj[IT], sd[IT], sb[IT];
+        int es[IT], kk[IT], tg[IT];
+#pragma unroll
+        for (int m = 0; m < IT; ++m) {
+          const int e = tid + m * FNT, t = e >> lgCB;
+          kk[m] = e & (FCB - 1), tg[m] = t0 + tb + t;
+          es[m] = (tb + t) * FCB + kk[m];
+          uv[m] = to_f(ru[es[m]]), dv[m] = to_f(rd[es[m]]), ov[m] = to_f(ro[es[m]]);
+          zv[m] = Z ? to_f(rz[es[m]]) : 0.f;
+          r[m] = sum_lanes(part_r + t * FNT + kk[m] * FG, FG);
+          qs[m] = sum_lanes(part_q + t * FNT + kk[m] * FG, FG);
+          yv[m] = Z ? sum_lanes(part_y + t * FNT + kk[m] * FG, FG) : 0.f;
+          dt[m] = dd[es[m]].x, dyj[m] = dy[es[m]], sd[m] = sD[kk[m]], sb[m] = sbias[kk[m]];
+        }
+#pragma unroll
+        for (int m = 0; m < IT; ++m) {
+          const bool ok = tg[m] < L && c0 + kk[m] < dim;
+          const int64_t row = row0 + tg[m];
+          const int ch = c0 + kk[m];
+          float ddt = fmaf(r[m], uv[m], qs[m]);
+          if (p.softplus) ddt *= softplus_grad_f(dv[m] + sb[m]);
+          if (ok) {
+            DU[row * p.du_ld + ch] = from_f<T>(fmaf(r[m], dt[m], dyj[m] * sd[m]));
+            DDL[row * p.ddelta_ld + ch] = from_f<T>(ddt);
+            if (Z) DZ[row * p.dz_ld + ch] = from_f<T>(ov[m] * (yv[m] + sd[m] * uv[m]) * silu_grad_f(zv[m]));
+          }
+          acc_dD[0] = fmaf(ok ? dyj[m] : 0.f, uv[m], acc_dD[0]);
+          acc_db[0] += ok ? ddt : 0.f;
+        }
+      };
+      if (FX && p.bwd_ilp && vsel == 1)
+        epi_fx();
+      else if (vsel == 4)
         epi(std::integral_constant<int, 4>{});
+      else if (FX && vsel == 2)
+        epi(std::integral_constant<int, 2>{});
       else
         epi(std::integral_constant<int, 1>{});
       __syncthreads();  // part/dbc are rewritten by the next sub-chunk
@@ -1165,7 +1275,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
     }
   }
   {
-    const int ve = ve4 ? 4 : 1;
+    const int ve = vsel;
     const int kk = (tid * ve) & (CB - 1);
     for (int jj = 0; jj < ve; ++jj) {
       atomicAdd(sdD + kk + jj, acc_dD[jj]);

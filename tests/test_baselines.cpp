@@ -3,7 +3,7 @@
 // fp32 directional derivatives, the seed's parameter counts, BatchNorm statistics,
 // padding invariances, and checkpoint round trips.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include <cmath>

@@ -1,10 +1,12 @@
 // `mambaseq benchmark --config SUITE.yaml`: trains and tests every model on every task
-// of a suite and writes results (JSON, CSV), a Markdown report and plots.
+// of a suite and writes results (JSON, CSV), a Markdown report and plots. Each run's
+// OUT/<task>/<model>/{best,checkpoint} carries data.json, so eval and predict take it.
 //
 // Suite file:
 //   suite: NAME                 output: DIR
 //   models: [mamba, cnn, transformer]
-//   model: {mamba: {...run-config model keys...}, cnn: {...}, transformer: {...}}
+//   model: {mamba: {...}, cnn: {...}, transformer: {...}}   # each a run config's model section
+//                                                           # (its type implied)
 //   train: {...run-config train keys, shared by all models...}
 //   tasks: [{name, category, data: {...run-config data keys...}}, ...]
 //   nt_tasks: {dir: DIR, tasks: [names] (default: all 18)}   # the NT suite's layout
@@ -26,10 +28,8 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
-#include "mambaseq/baselines.h"
 #include "mambaseq/error.h"
 #include "mambaseq/loaders.h"
-#include "mambaseq/model.h"
 #include "mambaseq/run_config.h"
 #include "mambaseq/suite_report.h"
 #include "mambaseq/trainer.h"
@@ -136,61 +136,6 @@ Suite load_suite(const std::string& path) {
   return s;
 }
 
-template <typename T>
-void get(const YAML::Node& n, const char* key, T& out, const std::string& where) {
-  if (!n || !n[key]) return;
-  try {
-    out = n[key].as<T>();
-  } catch (const YAML::Exception&) {
-    fail("{}: '{}' has a bad value '{}'", where, key, YAML::Dump(n[key]));
-  }
-}
-
-std::unique_ptr<Network> make_network(const std::string& kind, const Suite& s, const RunConfig& rc,
-                                      int64_t longest) {
-  const YAML::Node sec = s.model ? s.model[kind] : YAML::Node();
-  const std::string where = s.path + ": model." + kind;
-  const ModelConfig& m = rc.model;
-  if (kind == "mamba") return std::make_unique<Model>(m, rc.train.seed);
-  if (kind == "cnn") {
-    only_keys(sec, {"d_embed", "channels", "kernel_sizes", "pool", "head_dropout", "mask_padding"}, where);
-    CnnConfig c = seed001_cnn(m.num_labels);
-    get(sec, "d_embed", c.d_embed, where);
-    get(sec, "channels", c.channels, where);
-    get(sec, "kernel_sizes", c.kernel_sizes, where);
-    get(sec, "pool", c.pool, where);
-    get(sec, "head_dropout", c.head_dropout, where);
-    get(sec, "mask_padding", c.mask_padding, where);
-    c.vocab_size = m.mamba.vocab_padded();
-    c.head = m.head;
-    c.num_labels = m.num_labels;
-    c.pad_token_id = m.pad_token_id;
-    return std::make_unique<CnnClassifier>(c, rc.train.seed);
-  }
-  only_keys(sec, {"d_model", "n_layer", "n_head", "d_ff", "dropout", "head_dropout", "activation"}, where);
-  TransformerConfig c = seed001_transformer(m.num_labels);
-  get(sec, "d_model", c.d_model, where);
-  get(sec, "n_layer", c.n_layer, where);
-  get(sec, "n_head", c.n_head, where);
-  get(sec, "d_ff", c.d_ff, where);
-  get(sec, "dropout", c.dropout, where);
-  get(sec, "head_dropout", c.head_dropout, where);
-  get(sec, "activation", c.activation, where);
-  c.vocab_size = m.mamba.vocab_padded();
-  c.head = m.head;
-  c.num_labels = m.num_labels;
-  c.pad_token_id = m.pad_token_id;
-  c.max_len = std::max<int64_t>(c.max_len, longest);
-  return std::make_unique<TransformerClassifier>(c, rc.train.seed);
-}
-
-int64_t longest_input(const std::vector<const Dataset*>& ds, int64_t max_len) {
-  int64_t n = 0;
-  for (const Dataset* d : ds)
-    for (const auto& e : d->examples) n = std::max<int64_t>(n, static_cast<int64_t>(e.ids.size()));
-  return max_len > 0 ? std::min(n, max_len) : n;
-}
-
 int64_t tokens_in(const Dataset& d, int64_t max_len) {
   int64_t n = 0;
   for (const auto& e : d.examples)
@@ -237,20 +182,28 @@ void run_benchmark(const BenchArgs& a) {
   size_t run = 0;
   for (size_t ti = 0; ti < s.tasks.size(); ++ti) {
     const TaskSpec& task = s.tasks[ti];
-    YAML::Node node(YAML::NodeType::Map);
-    node["data"] = task.data;
-    if (s.model && s.model["mamba"]) node["model"] = s.model["mamba"];
-    if (s.train) node["train"] = s.train;
-    node["output"] = s.output + "/" + task.name;
-    RunConfig rc = load_run_config_text(YAML::Dump(node), fmt::format("{}: tasks[{}] ({})", s.path, ti, task.name));
+    // One run config per model, model.<kind> of the suite as `model:` with type <kind>:
+    // the keys are checked as in a train config, for every model before any training.
+    std::map<std::string, RunConfig> rcs;
+    for (const auto& kind : s.models) {
+      YAML::Node node(YAML::NodeType::Map);
+      node["data"] = task.data;
+      node["model"] = s.model && s.model[kind] ? YAML::Clone(s.model[kind]) : YAML::Node(YAML::NodeType::Map);
+      if (node["model"].IsMap()) node["model"]["type"] = kind;
+      if (s.train) node["train"] = s.train;
+      node["output"] = s.output + "/" + task.name;
+      rcs[kind] = load_run_config_text(YAML::Dump(node), fmt::format("{}: tasks[{}] ({}), model.{}", s.path, ti,
+                                                                      task.name, kind));
+    }
     Dataset train, val, test;
     std::vector<std::string> log;
-    load_run_data(rc, &train, &val, &test, &log);
+    load_datasets(rcs.begin()->second.data, &train, &val, &test, &log);  // the same data section for all
     MS_CHECK(test.size() > 0, "{}: task {} has no test set", s.path, task.name);
     for (const auto& l : log) fmt::print("[{}] data: {}\n", task.name, l);
-    const int64_t longest = longest_input({&train, &val, &test}, rc.train.max_len);
     for (const auto& kind : s.models) {
       ++run;
+      RunConfig& rc = rcs[kind];
+      fit_model_to_data(rc, train);
       if (kind != "mamba" && rc.model.head != HeadKind::SequenceClassification && rc.model.head != HeadKind::Regression) {
         notes.push_back(fmt::format("{} was not run on {}: the {} baseline has sequence-level heads only (this task is "
                                     "{})",
@@ -258,7 +211,7 @@ void run_benchmark(const BenchArgs& a) {
         fmt::print("[{}/{}] {} × {}: skipped ({})\n", run, total, task.name, kind, notes.back());
         continue;
       }
-      auto net = make_network(kind, s, rc, longest);
+      auto net = make_network(rc, {&train, &val, &test});
       TrainOptions o = rc.train;
       o.out_dir = s.output + "/" + task.name + "/" + kind;
       o.progress = !a.no_progress;

@@ -36,7 +36,7 @@ struct EvalArgs {
 void run_eval(const EvalArgs& a) {
   auto net = load_network(a.model);
   MS_CHECK(net->head() != HeadKind::LM, "{}: a language model; use `mambaseq score`", a.model);
-  ModelDataInfo info = load_model_data_info(a.model, -1);
+  ModelDataInfo info = load_model_data_info(a.model);
   LoadOptions o;
   o.tokenizer = info.tokenizer;
   o.target = info.target;
@@ -74,7 +74,7 @@ void run_predict(const PredictArgs& a) {
   auto net = load_network(a.model);
   MS_CHECK(net->head() == HeadKind::SequenceClassification || net->head() == HeadKind::Regression,
            "{}: predict needs a sequence classification or regression model", a.model);
-  ModelDataInfo info = load_model_data_info(a.model, -1);
+  ModelDataInfo info = load_model_data_info(a.model);
   MS_CHECK(a.batch_size > 0, "--batch-size must be positive, got {}", a.batch_size);
   MS_CHECK(!a.rc_average || info.tokenizer.has_reverse_complement(),
            "--rc-average: {} tokens have no reverse complement", info.tokenizer.name());

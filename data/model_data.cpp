@@ -38,13 +38,13 @@ void save_model_data_info(const std::string& dir, const ModelDataInfo& i) {
   write_file_atomic(dir + "/data.json", j.dump(2) + "\n");
 }
 
-ModelDataInfo load_model_data_info(const std::string& dir, int64_t num_labels) {
+ModelDataInfo load_model_data_info(const std::string& dir) {
   ModelDataInfo i;
   const std::string path = dir + "/data.json";
-  if (!std::filesystem::exists(path)) {
-    for (int64_t k = 0; k < num_labels; ++k) i.label_names.push_back(std::to_string(k));
-    return i;
-  }
+  MS_CHECK(std::filesystem::exists(path),
+           "{} is missing: the model's tokenizer and label names are not known (training runs write it beside "
+           "every model they save: model/, best/, checkpoint/)",
+           path);
   std::ifstream f(path);
   json j;
   try {
@@ -62,9 +62,6 @@ ModelDataInfo load_model_data_info(const std::string& dir, int64_t num_labels) {
   } catch (const std::exception& e) {
     fail("{}: bad model data description: {}", path, e.what());
   }
-  MS_CHECK(num_labels < 0 || i.target == TargetKind::Regression ||
-               static_cast<int64_t>(i.label_names.size()) == num_labels,
-           "{}: {} label names but the model has {} outputs", path, i.label_names.size(), num_labels);
   return i;
 }
 

@@ -27,6 +27,15 @@ int64_t round_share(size_t n, double fraction) {
   // Half up; the epsilon keeps e.g. 0.2 · 1000 = 200.00000000000003 from mattering.
   return static_cast<int64_t>(std::floor(static_cast<double>(n) * fraction + 0.5 + 1e-9));
 }
+
+// subset() keeps metadata only; the loading counts of `all` go with the train part, so
+// the parts' counts add up to the source's (and a run can report what it skipped).
+Dataset train_part(const Dataset& all, const std::vector<int64_t>& idx) {
+  Dataset t = subset(all, idx);
+  t.skipped = all.skipped;
+  t.token_stats = all.token_stats;
+  return t;
+}
 }  // namespace
 
 std::vector<int64_t> strata(const Dataset& d) {
@@ -78,7 +87,7 @@ void split_train_val_test(const Dataset& all, double val_fraction, double test_f
   }
   for (auto* v : {&tr, &va, &te}) std::sort(v->begin(), v->end());
   // Build the outputs last: `all` may alias one of them.
-  Dataset a = subset(all, tr), b = subset(all, va), c = subset(all, te);
+  Dataset a = train_part(all, tr), b = subset(all, va), c = subset(all, te);
   *train = std::move(a);
   if (val) *val = std::move(b);
   if (test) *test = std::move(c);
@@ -105,7 +114,7 @@ void kfold_split(const Dataset& all, int64_t k, int64_t fold, uint64_t seed, Dat
   const auto f = kfold_assignment(all, k, seed);
   std::vector<int64_t> tr, va;
   for (int64_t i = 0; i < all.size(); ++i) (f[i] == fold ? va : tr).push_back(i);
-  Dataset a = subset(all, tr), b = subset(all, va);
+  Dataset a = train_part(all, tr), b = subset(all, va);
   *train = std::move(a);
   *val = std::move(b);
 }

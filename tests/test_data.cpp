@@ -1032,3 +1032,81 @@ TEST(DataRunConfig, PromoterPairKFoldAndTokenTasks) {
   EXPECT_ERROR_HAS(load_run_data(vc, &tr, &va, &te, &log), "model.vocab_size 6 is smaller than the data's 7 token ids");
   fs::remove_all(d);
 }
+
+TEST(DataSplit, SkippedRecordsSurviveEverySplit) {
+  const std::string d = tmpdir("skipsplit");
+  std::string csv = "sequence,label\n";
+  for (int i = 0; i < 20; ++i) csv += std::string(i % 2 ? "ACGTACGT" : "GGCCGGCC") + "," + std::to_string(i % 2) + "\n";
+  csv += "ACXT,0\n,1\n";  // a character outside the alphabet and an empty sequence
+  write(d + "/tr.csv", csv);
+  write(d + "/te.csv", "sequence,label\nACGT,0\nAC.T,1\nGGCC,1\n");
+  const std::string base = "data:\n  source: csv\n  train: " + d + "/tr.csv\n  skip_bad: true\n";
+  auto skipped = [](const std::string& yaml, int64_t* in_train) {
+    RunConfig rc = load_run_config_text(yaml, "skip.yaml");
+    Dataset tr, va, te;
+    std::vector<std::string> log;
+    load_run_data(rc, &tr, &va, &te, &log);
+    *in_train = tr.skipped;
+    return tr.skipped + va.skipped + te.skipped;
+  };
+  int64_t in_train = 0;
+  // Held-out test part (train file split three ways): the two bad records, counted once.
+  EXPECT_EQ(skipped(base, &in_train), 2);
+  EXPECT_EQ(in_train, 2);
+  EXPECT_EQ(skipped(base + "  kfold: 4\n  fold: 1\n", &in_train), 2);
+  EXPECT_EQ(in_train, 2);
+  // A test file adds its own bad record.
+  EXPECT_EQ(skipped(base + "  test: " + d + "/te.csv\n", &in_train), 3);
+  EXPECT_EQ(in_train, 2);
+  EXPECT_EQ(skipped(base + "  test: " + d + "/te.csv\n  kfold: 3\n", &in_train), 3);
+  fs::remove_all(d);
+}
+
+TEST(DataRunConfig, ModelTypeAndSetOverrides) {
+  const std::string d = tmpdir("cfgset");
+  write(d + "/run.yaml", "data:\n  source: synthetic\nmodel:\n  d_model: 16\n  n_layer: 1\ntrain:\n  epochs: 1\n");
+  RunConfig rc = load_run_config(d + "/run.yaml", {"model.d_model=24", "train.lr=1e-4", "data.length=50"});
+  EXPECT_EQ(rc.model_type, "mamba");
+  EXPECT_EQ(rc.model.mamba.d_model, 24);
+  EXPECT_EQ(rc.model.mamba.n_layer, 1);  // untouched keys stay as in the file
+  EXPECT_DOUBLE_EQ(rc.train.adamw.lr, 1e-4);
+  EXPECT_EQ(rc.data.length, 50);
+  // A whole section, or keys one by one; the later override wins; sections are created.
+  write(d + "/bare.yaml", "data:\n  source: synthetic\n");
+  rc = load_run_config(d + "/bare.yaml", {"model={type: cnn, channels: 8}", "model.kernel_sizes=[5, 3]",
+                                          "model.channels=12", "output=runs/x", "train.patience=2"});
+  EXPECT_EQ(rc.model_type, "cnn");
+  EXPECT_EQ(rc.cnn.channels, 12);
+  EXPECT_EQ(rc.cnn.kernel_sizes, (std::vector<int64_t>{5, 3}));
+  EXPECT_EQ(rc.cnn.d_embed, 256);  // seed 001's size where not given
+  EXPECT_EQ(rc.output, "runs/x");
+  EXPECT_EQ(rc.train.patience, 2);
+  rc = load_run_config(d + "/bare.yaml", {"model.type=transformer", "model.n_head=2", "model.d_model=8"});
+  EXPECT_EQ(rc.transformer.n_head, 2);
+  EXPECT_EQ(rc.transformer.d_model, 8);
+  EXPECT_EQ(rc.transformer.n_layer, 6);
+  // Overrides are checked as the same keys in the file: each error names the key.
+  const std::string f = d + "/run.yaml";
+  EXPECT_ERROR_HAS(load_run_config(f, {"train.lrr=1"}), "run.yaml: unknown key 'train.lrr'");
+  EXPECT_ERROR_HAS(load_run_config(f, {"train.epochs=many"}), "'train.epochs' has a bad value 'many'");
+  EXPECT_ERROR_HAS(load_run_config(f, {"train.epochs=0"}), "'train.epochs' must be a positive integer, got 0");
+  EXPECT_ERROR_HAS(load_run_config(f, {"model.type=rnn"}), "'model.type' must be mamba, cnn or transformer, got 'rnn'");
+  EXPECT_ERROR_HAS(load_run_config(f, {"model.type=cnn"}), "unknown key 'model.d_model' (known: channels, d_embed");
+  EXPECT_ERROR_HAS(load_run_config(f, {"data.source=parquet"}), "'data.source' must be synthetic, csv");
+  EXPECT_ERROR_HAS(load_run_config(f, {"colour=red"}), "unknown key '.colour'");
+  EXPECT_ERROR_HAS(load_run_config(d + "/bare.yaml", {"model.type=cnn", "model.kernel_sizes=[4]"}),
+                   "kernel size 4 in kernel_sizes must be odd");
+  EXPECT_ERROR_HAS(load_run_config(f, {"train.epochs.x=1"}), "--set train.epochs.x: 'train.epochs' is not a mapping");
+  EXPECT_ERROR_HAS(load_run_config(f, {"train.lr"}), "--set 'train.lr': expected KEY.PATH=VALUE");
+  EXPECT_ERROR_HAS(load_run_config(f, {"train..lr=1"}), "expected KEY.PATH=VALUE");
+  EXPECT_ERROR_HAS(load_run_config(f, {"model.kernel_sizes=[5"}), "--set model.kernel_sizes: the value is not valid YAML");
+  // A baseline has sequence-level heads only.
+  rc = load_run_config_text("data: {source: synthetic, task: induction, train_size: 16, test_size: 8, length: 16}\n"
+                            "model: {type: cnn, d_embed: 8, channels: 8}\n",
+                            "tok.yaml");
+  Dataset tr, va, te;
+  std::vector<std::string> log;
+  load_run_data(rc, &tr, &va, &te, &log);
+  EXPECT_ERROR_HAS(make_network(rc, {&tr}), "tok.yaml: the cnn baseline has sequence-level heads only");
+  fs::remove_all(d);
+}

@@ -239,6 +239,12 @@ struct ScanCase {
   int64_t chunk;
   int threads;
 };
+// Readable test names (gtest would print the struct's raw bytes, padding included).
+void PrintTo(const ScanCase& c, std::ostream* os) {
+  *os << "B" << c.B << "_L" << c.L << "_C" << c.C << "_N" << c.N << (c.useD ? "_D" : "") << (c.useZ ? "_z" : "")
+      << (c.useBias ? "_bias" : "") << (c.softplus ? "_softplus" : "") << (c.useH0 ? "_h0" : "") << "_chunk"
+      << c.chunk << "_t" << c.threads;
+}
 
 struct ScanData {
   int64_t B, L, C, N, E;  // E: row stride of B/C (they sit inside a wider buffer)

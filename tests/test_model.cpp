@@ -164,6 +164,10 @@ struct GradCase {
   NormKind norm;
   bool bias, tie;
 };
+void PrintTo(const GradCase& c, std::ostream* os) {
+  *os << head_name(c.head) << (c.norm == NormKind::RMS ? "_rms" : "_layernorm") << (c.bias ? "_bias" : "")
+      << (c.tie ? "_tied" : "");
+}
 
 class ModelGrad : public ::testing::TestWithParam<GradCase> {};
 

@@ -5,10 +5,13 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "mambaseq/baselines.h"
 #include "mambaseq/checkpoint.h"
 #include "mambaseq/data.h"
 #include "mambaseq/error.h"
+#include "mambaseq/splits.h"
 #include "mambaseq/trainer.h"
 
 using namespace mambaseq;
@@ -98,6 +101,26 @@ TEST(Metrics, KnownValues) {
   std::vector<int32_t> y3{0, 1, 2, 2, 1, 0};
   EXPECT_NEAR(classification_metrics(y3, y3, {}, 3).mcc, 1.0, 1e-12);
   EXPECT_NEAR(classification_metrics(y3, std::vector<int32_t>(6, 1), {}, 3).mcc, 0.0, 1e-12);
+  // Macro-F1 of the 2×2 above: F1 = 2TP / (2TP + FP + FN) per class, class 0 (TP 4, FP 1,
+  // FN 2) 8/11, class 1 (TP 3, FP 2, FN 1) 6/9.
+  EXPECT_NEAR(m.macro_f1, (8.0 / 11 + 6.0 / 9) / 2, 1e-12);
+  // 3 classes, confusion [[4, 1, 1], [0, 3, 2], [1, 0, 2]] (rows true, columns predicted):
+  // n 14, trace 9, true counts t = (6, 5, 3), predicted counts p = (5, 4, 5). Gorodkin's
+  // R_K = (trace·n − Σ p_k t_k) / sqrt((n² − Σ p_k²)(n² − Σ t_k²))
+  //     = (126 − 65) / sqrt((196 − 66)(196 − 70)).
+  std::vector<int32_t> yt, yp;
+  const int conf[3][3] = {{4, 1, 1}, {0, 3, 2}, {1, 0, 2}};
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      for (int c = 0; c < conf[i][j]; ++c) yt.push_back(i), yp.push_back(j);
+  m = classification_metrics(yt, yp, {}, 3);
+  EXPECT_NEAR(m.mcc, 61.0 / std::sqrt(130.0 * 126), 1e-12);  // 0.4766
+  EXPECT_NEAR(m.accuracy, 9.0 / 14, 1e-12);
+  // Per class F1: 8/11 (TP 4, FP 1, FN 2), 6/9 (TP 3, FP 1, FN 2), 4/8 (TP 2, FP 3, FN 1).
+  EXPECT_NEAR(m.macro_f1, (8.0 / 11 + 6.0 / 9 + 4.0 / 8) / 3, 1e-12);
+  EXPECT_NEAR(m.precision, (4.0 / 5 + 3.0 / 4 + 2.0 / 5) / 3, 1e-12);  // macro averages
+  EXPECT_NEAR(m.recall, (4.0 / 6 + 3.0 / 5 + 2.0 / 3) / 3, 1e-12);
+  EXPECT_EQ(m.confusion, (std::vector<std::vector<int64_t>>{{4, 1, 1}, {0, 3, 2}, {1, 0, 2}}));
   RegressionMetrics r = regression_metrics({1, 2, 3, 4}, {2, 4, 6, 9});
   EXPECT_NEAR(r.spearman, 1.0, 1e-12);
   EXPECT_NEAR(r.mse, (1 + 4 + 9 + 25) / 4.0, 1e-12);
@@ -187,6 +210,53 @@ TEST(Train, ResumeContinuesTheExactLossCurve) {
   Model m(small_classifier(), 1);
   Trainer t2(m, all, o2);
   EXPECT_THROW(t2.load_checkpoint(dir + "/ck"), Error);
+  fs::remove_all(dir);
+}
+
+TEST(Train, EarlyStoppingStopsAfterPatienceAndKeepsTheBestValidationModel) {
+  const std::string dir = tmpdir("early");
+  Dataset all = make_synthetic("motif", 64, 16, 3), train, val;
+  split_train_val_test(all, 0.25, 0.0, 1, &train, &val, nullptr);
+  TrainOptions o;
+  o.epochs = 40;
+  o.batch_size = 16;  // 3 steps per epoch
+  o.adamw.lr = 1e-2;
+  o.early_stop_metric = "accuracy";
+  o.patience = 2;
+  o.progress = false;
+  o.seed = 4;
+  o.out_dir = dir;
+  Model m(small_classifier(), 2);
+  Trainer t(m, train, o, &val);
+  t.run();
+  // The validation lines of the log, replayed through the rule: a strictly better
+  // accuracy is the new best; `patience` epochs in a row without one stop the run.
+  std::vector<double> acc, loss;
+  std::ifstream f(dir + "/train_log.jsonl");
+  for (std::string line; std::getline(f, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (!j.contains("eval")) continue;
+    EXPECT_EQ(j["epoch"].get<size_t>(), acc.size() + 1);
+    acc.push_back(j["accuracy"].get<double>());
+    loss.push_back(j["loss"].get<double>());
+  }
+  size_t best_epoch = 1, stop_epoch = 0;
+  for (size_t e = 2, without = 0; e <= acc.size() && !stop_epoch; ++e) {
+    if (acc[e - 1] > acc[best_epoch - 1]) best_epoch = e, without = 0;
+    else if (++without == static_cast<size_t>(o.patience)) stop_epoch = e;
+  }
+  ASSERT_GT(stop_epoch, 0u) << "the run did not stop early, so this test checks nothing";
+  EXPECT_EQ(stop_epoch, acc.size());  // nothing trained or validated after the stop
+  EXPECT_LT(stop_epoch, static_cast<size_t>(o.epochs));
+  EXPECT_EQ(t.step(), static_cast<int64_t>(stop_epoch) * t.steps_per_epoch());
+  EXPECT_EQ(t.best_metric(), acc[best_epoch - 1]);
+  // best/ is the model after epoch best_epoch: the validation accuracy and loss logged then.
+  auto best = load_model(dir + "/best");
+  const EvalResult rb = evaluate(*best, val, o.batch_size, 0);
+  EXPECT_EQ(rb.cls.accuracy, acc[best_epoch - 1]);
+  EXPECT_NEAR(rb.loss, loss[best_epoch - 1], 1e-6);
+  EXPECT_GT(std::abs(loss[best_epoch - 1] - loss.back()), 1e-4);  // which the final model is not
+  EXPECT_NEAR(evaluate(m, val, o.batch_size, 0).loss, loss.back(), 1e-6);
   fs::remove_all(dir);
 }
 

@@ -2,10 +2,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
 #include "mambaseq/error.h"
+#include "mambaseq/model_data.h"
 #include "mambaseq/splits.h"
 
 namespace mambaseq {
@@ -220,9 +222,41 @@ LoadOptions DataSpec::load_options() const {
 
 namespace {
 RunConfig run_config_from_node(const YAML::Node& root, const std::string& path);
+
+// KEY.PATH=VALUE into the parsed file, creating mappings on the way; what the key and the
+// value mean is left to run_config_from_node, as for a key written in the file.
+void apply_override(YAML::Node& root, const std::string& set, const std::string& path) {
+  const size_t eq = set.find('=');
+  const std::string key = set.substr(0, eq);
+  MS_CHECK(eq != std::string::npos && !key.empty() && key.front() != '.' && key.back() != '.' &&
+               key.find("..") == std::string::npos,
+           "--set '{}': expected KEY.PATH=VALUE, e.g. train.lr=0.001", set);
+  YAML::Node value;
+  try {
+    value = YAML::Load(set.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    fail("--set {}: the value is not valid YAML: {}", key, e.what());
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);  // an empty file
+  YAML::Node cur;
+  cur.reset(root);  // reset() rebinds; operator= would overwrite the node referred to
+  for (size_t start = 0;;) {
+    const size_t dot = key.find('.', start);
+    MS_CHECK(cur.IsMap(), "{}: --set {}: '{}' is not a mapping", path, key,
+             start == 0 ? "the top level" : key.substr(0, start - 1));
+    const std::string part = key.substr(start, dot == std::string::npos ? dot : dot - start);
+    if (dot == std::string::npos) {
+      cur[part] = value;
+      return;
+    }
+    if (!cur[part] || cur[part].IsNull()) cur[part] = YAML::Node(YAML::NodeType::Map);
+    cur.reset(cur[part]);
+    start = dot + 1;
+  }
+}
 }  // namespace
 
-RunConfig load_run_config(const std::string& path) {
+RunConfig load_run_config(const std::string& path, const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -231,6 +265,7 @@ RunConfig load_run_config(const std::string& path) {
   } catch (const YAML::Exception& e) {
     fail("{}: not valid YAML: {}", path, e.what());
   }
+  for (const auto& s : overrides) apply_override(root, s, path);
   return run_config_from_node(root, path);
 }
 
@@ -245,20 +280,24 @@ RunConfig load_run_config_text(const std::string& text, const std::string& where
 }
 
 namespace {
-RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) {
-  MS_CHECK(root.IsMap(), "{}: the top level must be a mapping with data, model, train, output", path);
-  RunConfig rc;
-  rc.path = path;
-  Section top{path, "", root};
-  top.only({"data", "model", "train", "output"});
-  if (root["output"]) rc.output = root["output"].as<std::string>();
+// A model section of exactly these keys (and `type`), each read into its field.
+template <typename T>
+struct Key {
+  const char* name;
+  T& value;
+};
+template <typename... T>
+void read_keys(const Section& m, Key<T>... keys) {
+  m.only({"type", keys.name...});
+  (m.get(keys.name, keys.value), ...);
+}
 
-  parse_data(path, Section{path, "data", root["data"]}, rc.data);
-  if (root["model"] && root["model"].IsMap() && root["model"]["vocab_size"]) rc.model_vocab_set = true;
-
-  Section m{path, "model", root["model"]};
-  m.only({"preset", "d_model", "n_layer", "d_state", "d_conv", "expand", "dt_rank", "norm", "use_bias",
+// model.type mamba: the classifier of seed 001 (or a published variant) and its keys.
+void parse_mamba(const Section& m, RunConfig& rc) {
+  const std::string& path = m.file;
+  m.only({"type", "preset", "d_model", "n_layer", "d_state", "d_conv", "expand", "dt_rank", "norm", "use_bias",
           "use_conv_bias", "head_dropout", "vocab_size", "bidirectional", "bidir_combine"});
+  rc.model_vocab_set = m.node && m.node["vocab_size"];
   std::string preset = "seed001";
   m.get("preset", preset);
   if (preset == "seed001") rc.model = seed001_classifier(2);
@@ -287,6 +326,34 @@ RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) 
   m.get("head_dropout", rc.model.head_dropout);
   m.get("bidirectional", mc.bidirectional);
   m.get("bidir_combine", mc.bidir_combine);
+}
+
+RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) {
+  MS_CHECK(root.IsMap(), "{}: the top level must be a mapping with data, model, train, output", path);
+  RunConfig rc;
+  rc.path = path;
+  Section top{path, "", root};
+  top.only({"data", "model", "train", "output"});
+  if (root["output"]) rc.output = root["output"].as<std::string>();
+
+  parse_data(path, Section{path, "data", root["data"]}, rc.data);
+
+  Section m{path, "model", root["model"]};
+  if (m.node && m.node.IsMap()) m.get("type", rc.model_type);  // a non-mapping fails in m.only
+  if (rc.model_type != "mamba") rc.model = seed001_classifier(2);  // the baselines' head, labels, vocabulary
+  if (rc.model_type == "cnn") {
+    CnnConfig& c = rc.cnn = seed001_cnn(2);
+    read_keys(m, Key{"d_embed", c.d_embed}, Key{"channels", c.channels}, Key{"kernel_sizes", c.kernel_sizes},
+              Key{"pool", c.pool}, Key{"head_dropout", c.head_dropout}, Key{"mask_padding", c.mask_padding});
+  } else if (rc.model_type == "transformer") {
+    TransformerConfig& c = rc.transformer = seed001_transformer(2);
+    read_keys(m, Key{"d_model", c.d_model}, Key{"n_layer", c.n_layer}, Key{"n_head", c.n_head}, Key{"d_ff", c.d_ff},
+              Key{"dropout", c.dropout}, Key{"head_dropout", c.head_dropout}, Key{"activation", c.activation});
+  } else {
+    MS_CHECK(rc.model_type == "mamba", "{}: 'model.type' must be mamba, cnn or transformer, got '{}'", path,
+             rc.model_type);
+    parse_mamba(m, rc);
+  }
 
   Section t{path, "train", root["train"]};
   t.only({"epochs", "batch_size", "lr", "weight_decay", "warmup", "min_lr", "grad_clip", "max_len", "max_steps",
@@ -324,6 +391,8 @@ RunConfig run_config_from_node(const YAML::Node& root, const std::string& path) 
   metric_value(probe, o.early_stop_metric);  // unknown metric names fail here, not after an epoch
   try {
     rc.model.validate();
+    if (rc.model_type == "cnn") rc.cnn.validate();
+    if (rc.model_type == "transformer") rc.transformer.validate();
   } catch (const Error& e) {
     fail("{}: {}", path, e.what());
   }
@@ -426,11 +495,35 @@ void fit_model_to_data(RunConfig& rc, const Dataset& train) {
   } catch (const Error& e) {
     fail("{}: {}", rc.path, e.what());
   }
+  rc.train.model_data = data_info_from(train, rc.train.max_len, rc.data.sequence_column, rc.data.label_column);
 }
 
 void load_run_data(RunConfig& rc, Dataset* train, Dataset* val, Dataset* test, std::vector<std::string>* log) {
   load_datasets(rc.data, train, val, test, log);
   fit_model_to_data(rc, *train);
+}
+
+std::unique_ptr<Network> make_network(const RunConfig& rc, const std::vector<const Dataset*>& data) {
+  const ModelConfig& m = rc.model;
+  if (rc.model_type == "mamba") return std::make_unique<Model>(m, rc.train.seed);
+  MS_CHECK(m.head == HeadKind::SequenceClassification || m.head == HeadKind::Regression,
+           "{}: the {} baseline has sequence-level heads only (this task is {})", rc.path, rc.model_type,
+           head_name(m.head));
+  auto fit = [&m](auto c) {
+    c.vocab_size = m.mamba.vocab_padded();
+    c.head = m.head;
+    c.num_labels = m.num_labels;
+    c.pad_token_id = m.pad_token_id;
+    return c;
+  };
+  if (rc.model_type == "cnn") return std::make_unique<CnnClassifier>(fit(rc.cnn), rc.train.seed);
+  TransformerConfig c = fit(rc.transformer);
+  int64_t longest = 0;  // learned positions: every sequence the run will see must fit
+  for (const Dataset* d : data)
+    for (const auto& e : d->examples) longest = std::max<int64_t>(longest, e.ids.size());
+  if (rc.train.max_len > 0) longest = std::min(longest, rc.train.max_len);
+  c.max_len = std::max(c.max_len, longest);
+  return std::make_unique<TransformerClassifier>(c, rc.train.seed);
 }
 
 BatchingOptions batching_options(const RunConfig& rc) {

@@ -172,7 +172,7 @@ void Trainer::end_of_epoch(int64_t epoch) {
     if (better) {
       best_ = v;
       epochs_without_gain_ = 0;
-      if (!o_.out_dir.empty()) model_.save(o_.out_dir + "/best");
+      if (!o_.out_dir.empty()) save_model(o_.out_dir + "/best");
     } else if (o_.patience > 0 && ++epochs_without_gain_ >= o_.patience) {
       stop_ = true;
     }
@@ -180,7 +180,18 @@ void Trainer::end_of_epoch(int64_t epoch) {
   if (!o_.out_dir.empty()) save_checkpoint(o_.out_dir + "/checkpoint");
 }
 
+void Trainer::start_run() {
+  started_ = true;
+  if (resumed_ || o_.out_dir.empty()) return;
+  // A fresh run into an old output directory must not mix its log and best model with
+  // the old run's; a resumed run continues both.
+  std::error_code ec;
+  fs::remove(o_.out_dir + "/train_log.jsonl", ec);
+  fs::remove_all(o_.out_dir + "/best", ec);
+}
+
 void Trainer::run_steps(int64_t n) {
+  if (!started_ && n > 0) start_run();
   for (int64_t i = 0; i < n && step_ < total_ && !stop_; ++i) {
     train_step();
     if (step_ % spe_ == 0 || step_ == total_) end_of_epoch((step_ - 1) / spe_ + 1);
@@ -200,11 +211,16 @@ const std::vector<StepRecord>& Trainer::run() {
   return history_;
 }
 
+void Trainer::save_model(const std::string& dir) {
+  model_.save(dir);
+  if (o_.model_data) save_model_data_info(dir, *o_.model_data);
+}
+
 void Trainer::save_checkpoint(const std::string& dir) {
   const std::string tmp = dir + ".tmp";
   std::error_code ec;
   fs::remove_all(tmp, ec);
-  model_.save(tmp);
+  save_model(tmp);
   SafeTensorsWriter w;
   for (size_t i = 0; i < params_.size(); ++i) {
     w.add("exp_avg." + params_[i]->name, opt_.exp_avg(i).data(), params_[i]->w.shape());
@@ -259,6 +275,7 @@ void Trainer::load_checkpoint(const std::string& dir) {
   }
   opt_.set_steps(get("optimizer_steps"));
   step_ = step;
+  resumed_ = true;
   epochs_without_gain_ = get("epochs_without_gain");
   best_ = st["best_metric"].is_number() ? st["best_metric"].get<double>() : NAN;
 }

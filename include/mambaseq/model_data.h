@@ -21,8 +21,8 @@ struct ModelDataInfo {
 ModelDataInfo data_info_from(const Dataset& train, int64_t max_len, const std::string& sequence_column,
                              const std::string& label_column);
 void save_model_data_info(const std::string& dir, const ModelDataInfo& info);
-// A directory without data.json (e.g. a published checkpoint) gets the nucleotide
-// tokenizer and labels "0".."K−1" for the model's num_labels (−1: unknown, no check).
-ModelDataInfo load_model_data_info(const std::string& dir, int64_t num_labels);
+// DIR/data.json; a directory without one (e.g. a published checkpoint) is an Error naming
+// the missing file: guessing a tokenizer and label names would give wrong predictions.
+ModelDataInfo load_model_data_info(const std::string& dir);
 
 }  // namespace mambaseq

@@ -2,11 +2,13 @@
 // options, output directory. Unknown keys and bad values are errors naming the file
 // and the key, because a typo silently ignored is a wrong experiment.
 #pragma once
+#include <memory>
 #include <string>
 
 #include <utility>
 #include <vector>
 
+#include "mambaseq/baselines.h"
 #include "mambaseq/batching.h"
 #include "mambaseq/config.h"
 #include "mambaseq/loaders.h"
@@ -58,16 +60,30 @@ struct DataSpec {
   LoadOptions load_options() const;  // reader / tokenizer options for the file sources
 };
 
+// The `model:` section. `type` (default mamba) picks the architecture and with it the
+// keys allowed beside it:
+//   mamba        preset, d_model, n_layer, d_state, d_conv, expand, dt_rank, norm, use_bias,
+//                use_conv_bias, head_dropout, vocab_size, bidirectional, bidir_combine
+//   cnn          d_embed, channels, kernel_sizes, pool, head_dropout, mask_padding
+//   transformer  d_model, n_layer, n_head, d_ff, dropout, head_dropout, activation
+// Baselines start from seed 001's sizes; vocabulary, head and labels come from the data.
 struct RunConfig {
   std::string path;  // the YAML file, for messages
   DataSpec data;
-  ModelConfig model;
+  std::string model_type = "mamba";  // mamba | cnn | transformer
+  ModelConfig model;                 // mamba (its head, labels and vocabulary serve the baselines too)
+  CnnConfig cnn;
+  TransformerConfig transformer;
   TrainOptions train;
   std::string output = "runs/default";
   bool model_vocab_set = false;  // model.vocab_size given in the file (else taken from the data)
 };
 
-RunConfig load_run_config(const std::string& yaml_path);
+// `overrides` are KEY.PATH=VALUE strings (`mambaseq train --set`), applied in order to
+// the parsed file before it is validated: VALUE is read as YAML (`train.lr=1e-3`,
+// `model.kernel_sizes=[9,5]`), so an override is checked exactly as the same key written
+// in the file would be.
+RunConfig load_run_config(const std::string& yaml_path, const std::vector<std::string>& overrides = {});
 // The same from YAML text; `where` names it in messages (e.g. "suite.yaml: tasks[2]").
 RunConfig load_run_config_text(const std::string& yaml_text, const std::string& where);
 
@@ -79,11 +95,17 @@ void load_datasets(const DataSpec& spec, Dataset* train, Dataset* val, Dataset* 
 
 // Fits the model config to the training data: head (classification / multi-label →
 // sequence classification, regression, token), num_labels, and vocab_size (unless the
-// file set model.vocab_size; then it must cover the data's ids).
+// file set model.vocab_size; then it must cover the data's ids); and sets
+// train.model_data, the data.json written beside every model the run saves.
 void fit_model_to_data(RunConfig& rc, const Dataset& train);
 
 // load_datasets + fit_model_to_data: what `mambaseq train` needs.
 void load_run_data(RunConfig& rc, Dataset* train, Dataset* val, Dataset* test, std::vector<std::string>* log = nullptr);
+
+// The network rc.model_type names, fitted to the data (after fit_model_to_data); the
+// Transformer's positions cover the longest sequence of `data` (capped at train.max_len).
+// The baselines have sequence-level heads only: a token task is an error.
+std::unique_ptr<Network> make_network(const RunConfig& rc, const std::vector<const Dataset*>& data);
 
 // Batching for training: data.max_len / crop / rc_augment / bucket with train.batch_size
 // and train.seed.

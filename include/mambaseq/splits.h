@@ -17,7 +17,8 @@ namespace mambaseq {
 // Stratum of each example (see above), as small integers.
 std::vector<int64_t> strata(const Dataset& d);
 
-// The examples at `idx` (in that order) with d's metadata.
+// The examples at `idx` (in that order) with d's metadata. The splits below give the
+// train part also d's loading counts (skipped, token_stats); the other parts start at 0.
 Dataset subset(const Dataset& d, const std::vector<int64_t>& idx);
 
 // Per stratum: shuffle (Rng(seed), strata in ascending order), the first

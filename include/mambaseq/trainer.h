@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "mambaseq/data.h"
 #include "mambaseq/metrics.h"
 #include "mambaseq/model.h"
+#include "mambaseq/model_data.h"
 #include "mambaseq/optim.h"
 
 namespace mambaseq {
@@ -37,6 +39,9 @@ struct TrainOptions {
   // Validation and test outputs averaged over each sequence and its reverse complement
   // (post-hoc RC conjoining, as Caduceus): DNA tokens and sequence-level heads only.
   bool rc_average = false;
+  // Written as data.json into every model directory the trainer saves (best/,
+  // checkpoint/, save_model), so that eval and predict can use any of them.
+  std::optional<ModelDataInfo> model_data;
 };
 
 struct StepRecord {
@@ -70,6 +75,8 @@ class Trainer {
   Trainer(Network& model, const Dataset& train, TrainOptions opts, const Dataset* val = nullptr,
           const BatchingOptions* batching = nullptr);
   // Trains until the total step count (or early stopping); returns the step records.
+  // out_dir/train_log.jsonl is started afresh (and a previous run's best/ removed) by
+  // the first step of a new run, and appended to by a run resumed with load_checkpoint.
   const std::vector<StepRecord>& run();
   // Runs at most n more steps (tests, interruption).
   void run_steps(int64_t n);
@@ -79,7 +86,9 @@ class Trainer {
   const std::vector<StepRecord>& history() const { return history_; }
   double best_metric() const { return best_; }
 
-  // Checkpoint = model (safetensors + config.json) + optimizer.safetensors +
+  // The model (config.json + model.safetensors) and opts.model_data (data.json) in DIR.
+  void save_model(const std::string& dir);
+  // Checkpoint = model (safetensors + config.json + data.json) + optimizer.safetensors +
   // trainer_state.json, written to DIR.tmp and renamed into place.
   void save_checkpoint(const std::string& dir);
   void load_checkpoint(const std::string& dir);
@@ -87,6 +96,7 @@ class Trainer {
  private:
   void train_step();
   void end_of_epoch(int64_t epoch);
+  void start_run();  // the first step of a run: a fresh one clears the previous run's log and best/
 
   Network& model_;
   const Dataset& train_;
@@ -98,6 +108,7 @@ class Trainer {
   int64_t epochs_without_gain_ = 0;
   double best_ = NAN;
   bool stop_ = false;
+  bool resumed_ = false, started_ = false;
   std::vector<StepRecord> history_;
   BatchSampler sampler_;
 };

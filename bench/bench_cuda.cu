@@ -290,6 +290,46 @@ int main(int argc, char** argv) {
   };
 
   std::string detail;
+  // SWEEP_FWD / SWEEP_BWD / SWEEP_CONV="VAR=VAL[,VAR=VAL] ...": the scan forward (without
+  // checkpoints), the scan backward or the conv forward + backward timed under each item's
+  // settings in turn.
+  auto sweep_items = [&](const Shape& s, const char* env, const char* what, const std::function<void()>& fn) {
+    const char* sv = std::getenv(env);
+    if (!sv) return;
+    std::string all(sv), item;
+    for (size_t i = 0; i <= all.size(); ++i) {
+      if (i < all.size() && all[i] != ' ') {
+        item += all[i];
+        continue;
+      }
+      std::vector<std::string> vars;
+      for (size_t pos = 0; pos < item.size();) {
+        size_t e = item.find(',', pos);
+        if (e == std::string::npos) e = item.size();
+        std::string kv = item.substr(pos, e - pos);
+        // a value may itself hold commas: VAR=a,b is read up to the next VAR=
+        while (e < item.size()) {
+          const size_t n = item.find(',', e + 1), stop = n == std::string::npos ? item.size() : n;
+          if (item.substr(e + 1, stop - e - 1).find('=') != std::string::npos) break;
+          kv = item.substr(pos, stop - pos), e = stop;
+        }
+        const size_t eq = kv.find('=');
+        if (eq != std::string::npos) {
+          vars.push_back(kv.substr(0, eq));
+          setenv(vars.back().c_str(), kv.substr(eq + 1).c_str(), 1);
+        }
+        pos = e + 1;
+      }
+      if (!vars.empty()) {
+        const double t = time_ms(fn);
+        for (const auto& v : vars) unsetenv(v.c_str());
+        std::snprintf(buf, sizeof buf, "sweep %s (%lld,%lld,%lld) %s: %.3f ms\n", what, (long long)s.b,
+                      (long long)s.d, (long long)s.L, item.c_str(), t);
+        detail += buf;
+      }
+      item.clear();
+    }
+  };
   try {
     for (const Shape& s : kShapes) {
       ScanBufs sb(s);
@@ -304,37 +344,9 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "detail scan (%lld,%lld,%lld,%lld): fwd %.3f, fwd+ckpt %.3f, bwd %.3f, fwd+bwd %.3f ms\n",
                     (long long)s.b, (long long)s.d, (long long)s.L, (long long)s.N, f, fc, bo, fb);
       detail += buf;
-      // SWEEP_BWD="VAR=VAL VAR=VAL ...": the backward timed under each setting in turn.
-      if (const char* sv = std::getenv("SWEEP_BWD")) {
-        std::string all(sv), item;
-        for (size_t i = 0; i <= all.size(); ++i) {
-          if (i < all.size() && all[i] != ' ') {
-            item += all[i];
-            continue;
-          }
-          // An item is VAR=VAL[,VAR=VAL...]: all set together.
-          std::vector<std::string> vars;
-          for (size_t pos = 0; pos < item.size();) {
-            size_t e = item.find(',', pos);
-            if (e == std::string::npos) e = item.size();
-            const std::string kv = item.substr(pos, e - pos);
-            const size_t eq = kv.find('=');
-            if (eq != std::string::npos) {
-              vars.push_back(kv.substr(0, eq));
-              setenv(vars.back().c_str(), kv.substr(eq + 1).c_str(), 1);
-            }
-            pos = e + 1;
-          }
-          if (!vars.empty()) {
-            const double t = time_ms([&] { sb.zero_grads(); sb.bwd(); });
-            for (const auto& v : vars) unsetenv(v.c_str());
-            std::snprintf(buf, sizeof buf, "sweep bwd (%lld,%lld,%lld) %s: %.3f ms\n", (long long)s.b,
-                          (long long)s.d, (long long)s.L, item.c_str(), t);
-            detail += buf;
-          }
-          item.clear();
-        }
-      }
+      sweep_items(s, "SWEEP_FWD", "fwd", [&] { sb.fwd(false); });
+      sb.fwd(true);
+      sweep_items(s, "SWEEP_BWD", "bwd", [&] { sb.zero_grads(); sb.bwd(); });
       if (sweep && std::getenv("SWEEP_SCAN")) {
         auto sw = [&](const char* what, const char* var, const char* val, const std::function<void()>& fn) {
           setenv(var, val, 1);
@@ -387,6 +399,7 @@ int main(int argc, char** argv) {
       std::snprintf(buf, sizeof buf, "detail conv (%lld,%lld,%lld,4): fwd %.3f, bwd %.3f, fwd+bwd %.3f ms\n",
                     (long long)s.b, (long long)s.d, (long long)s.L, f, b, fb);
       detail += buf;
+      sweep_items(s, "SWEEP_CONV", "conv fwd+bwd", [&] { cb.fwd(); cb.bwd(); });
     }
   } catch (const std::exception& e) {
     std::printf("bench_cuda: %s\n", e.what());

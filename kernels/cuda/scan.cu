@@ -823,6 +823,195 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
 }
 
 
+// ---- forward, state groups across warps (each exp once, no time segments) -------------
+// Block = CW channels × G = 16/S state groups; thread (c = tid % CW, sg = tid / CW) walks
+// S states of channel c, so a warp holds 32/CW state groups of CW channels. Per tile of
+// kXT tokens, all threads first prepare (δ, δu) and f32 B/C once for the block; then each
+// thread runs its S recurrences reading (δ, δu) of its channel and B/C of its group
+// (broadcast loads) and leaves its partial ⟨h, C⟩ per token in shared memory; the
+// epilogue sums the G partials, adds D·u and gates. Against G lanes of one warp per
+// channel (scan_fwd_q_kernel), the per-token exchange and reduce-scatter become one load
+// and one store, so even S = 1 or 2 stays cheap, and long sequences with few channels fill
+// the chip with every exp computed once (no time segments, whose first pass repeats them).
+constexpr int kXT = 32;  // tile tokens (divides kChunk: checkpoints fall on tile starts)
+
+struct XLayout {
+  int raw, raw_sz, bcraw, bcraw_sz, dd, bcf, yp, ysg, par, total;
+};
+__host__ __device__ inline XLayout x_layout(int es, int CW, int N, int S) {
+  XLayout L{};
+  const int G = kQN / S;
+  L.raw_sz = align16(3 * kXT * CW * es);  // delta | u | z
+  L.bcraw_sz = align16(2 * kXT * N * es);
+  // floats per state group of the partials; the padding puts a warp's groups in
+  // different banks
+  L.ysg = kXT * CW + (CW < 32 ? CW : 0);
+  int off = 0;
+  L.raw = off, off += 2 * L.raw_sz;
+  L.bcraw = off, off += 2 * L.bcraw_sz;
+  L.dd = off, off += kXT * CW * 8;             // (δ, δu) [token][channel]
+  L.bcf = off, off += kXT * 2 * kQN * 4;       // f32 [token][group][B×S | C×S]
+  L.yp = off, off += align16(G * L.ysg * 4);   // partial ⟨h, C⟩ [group][token][channel]
+  L.par = off, off += align16(2 * CW * 4);     // bias, D
+  L.total = off;
+  return L;
+}
+
+template <typename T, int S, int CW>
+__global__ void __launch_bounds__(kQN / S * CW) scan_fwd_sg_kernel(const ScanK p) {
+  constexpr int G = kQN / S, NT = G * CW;
+  constexpr int VE = S == 1 ? 2 : 4;          // channels per epilogue item (one item a thread or two)
+  extern __shared__ __align__(16) unsigned char smem[];
+  const int tid = threadIdx.x, c = tid % CW, sg = tid / CW;
+  const int N = p.N, L = p.len, dim = p.dim;
+  const int c0 = blockIdx.x * CW, b = blockIdx.y, ch = c0 + c;
+  const bool cvalid = ch < dim;
+  const int grp = c0 / p.dpg;
+  const int64_t row0 = static_cast<int64_t>(b) * L;
+  const XLayout lay = x_layout(sizeof(T), CW, N, S);
+  const T* Dl = static_cast<const T*>(p.delta);
+  const T* U_ = static_cast<const T*>(p.u);
+  const T* Z = static_cast<const T*>(p.z);
+  T* out = static_cast<T*>(p.out);
+  float2* dd = reinterpret_cast<float2*>(smem + lay.dd);
+  float* bcf = reinterpret_cast<float*>(smem + lay.bcf);
+  float* yp = reinterpret_cast<float*>(smem + lay.yp);
+  float* sbias = reinterpret_cast<float*>(smem + lay.par);
+  float* sD = sbias + CW;
+
+  float A2[S], h[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const int n = sg * S + s;
+    const bool ok = cvalid && n < N;
+    A2[s] = ok ? p.A[static_cast<int64_t>(ch) * N + n] * kLog2e : 0.f;
+    h[s] = ok && p.h0 ? p.h0[(static_cast<int64_t>(b) * dim + ch) * N + n] : 0.f;
+  }
+  if (tid < CW) {
+    sbias[tid] = cvalid && p.bias ? p.bias[ch] : 0.f;
+    sD[tid] = cvalid && p.D ? p.D[ch] : 0.f;
+  }
+
+  auto raw = [&](int i) { return reinterpret_cast<T*>(smem + lay.raw + (i & 1) * lay.raw_sz); };
+  auto rawbc = [&](int i) { return reinterpret_cast<T*>(smem + lay.bcraw + (i & 1) * lay.bcraw_sz); };
+  auto issue = [&](int i) {
+    T* r = raw(i);
+    const int t0 = i * kXT;
+    stage_rows<T>(r, Dl, p.delta_ld, row0, t0, kXT, L, c0, CW, dim, p.vec, tid, NT);
+    stage_rows<T>(r + kXT * CW, U_, p.u_ld, row0, t0, kXT, L, c0, CW, dim, p.vec, tid, NT);
+    if (Z) stage_rows<T>(r + 2 * kXT * CW, Z, p.z_ld, row0, t0, kXT, L, c0, CW, dim, p.vec, tid, NT);
+    T* rb = rawbc(i);
+    stage_bc<T>(rb, rb + kXT * N, p, row0, t0, kXT, grp, tid, NT);  // zero rows past len
+    cp_async_commit();
+  };
+
+  const int ntiles = (L + kXT - 1) / kXT;
+  issue(0);
+  for (int i = 0; i < ntiles; ++i) {
+    const int t0 = i * kXT, tn = min(kXT, L - t0);
+    cp_async_wait<0>();
+    __syncthreads();  // tile i landed; the last epilogue is done with buffer (i + 1) & 1
+    if (i + 1 < ntiles) issue(i + 1);
+    const T* rd = raw(i);
+    const T* ru = rd + kXT * CW;
+    const T* rz = rd + 2 * kXT * CW;
+    // prep: (δ, δu) per element; tokens past the sequence get δ = 0 (h unchanged)
+#pragma unroll
+    for (int k = 0; k < kXT * CW / NT; ++k) {
+      const int e = tid + k * NT, t = e / CW, cl = e % CW;
+      float dt = 0.f, du = 0.f;
+      if (t < tn) {
+        dt = to_f(rd[e]) + sbias[cl];
+        if (p.softplus) dt = softplus_nb(dt);
+        du = dt * to_f(ru[e]);
+      }
+      dd[e] = make_float2(dt, du);
+    }
+    {
+      const T* rb = rawbc(i);
+      for (int e = tid; e < kXT * kQN; e += NT) {
+        const int t = e / kQN, n = e % kQN;
+        float bv = 0.f, cv = 0.f;
+        if (n < N) bv = to_f(rb[t * N + n]), cv = to_f(rb[kXT * N + t * N + n]);
+        float* d = bcf + t * 2 * kQN + (n / S) * 2 * S + (n % S);
+        d[0] = bv, d[S] = cv;
+      }
+    }
+    if (p.ckpt && (t0 % kChunk) == 0 && cvalid) {
+      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + ch) * N;
+#pragma unroll
+      for (int s = 0; s < S; ++s)
+        if (sg * S + s < N) dst[sg * S + s] = h[s];
+    }
+    __syncthreads();
+    // scan: every token of the tile (padding tokens leave h unchanged); the partials stay
+    // in registers until the tile's end so no store sits between two tokens' loads
+    {
+      const float2* dp = dd + c;
+      const float* bp = bcf + sg * 2 * S;
+      float ys[kXT];
+#pragma unroll
+      for (int t = 0; t < kXT; ++t) {
+        const float2 d = dp[t * CW];
+        float v[2 * S];
+        if constexpr (S == 1) {
+          const float2 x = *reinterpret_cast<const float2*>(bp + t * 2 * kQN);
+          v[0] = x.x, v[1] = x.y;
+        } else {
+#pragma unroll
+          for (int e = 0; e < 2 * S; e += 4) {
+            const float4 x = *reinterpret_cast<const float4*>(bp + t * 2 * kQN + e);
+            v[e] = x.x, v[e + 1] = x.y, v[e + 2] = x.z, v[e + 3] = x.w;
+          }
+        }
+        float y = 0.f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          h[s] = fmaf(ex2(d.x * A2[s]), h[s], d.y * v[s]);
+          y = fmaf(h[s], v[S + s], y);
+        }
+        ys[t] = y;
+      }
+      float* yq = yp + sg * lay.ysg + c;
+#pragma unroll
+      for (int t = 0; t < kXT; ++t) yq[t * CW] = ys[t];
+    }
+    __syncthreads();
+    // epilogue: y = Σ groups + D·u, gated; VE channels an item
+    for (int q = tid; q < kXT * CW / VE; q += NT) {
+      const int e0 = q * VE, t = e0 / CW, k = e0 % CW;
+      if (t >= tn) continue;
+      float y[VE];
+#pragma unroll
+      for (int j = 0; j < VE; ++j) y[j] = 0.f;
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        const float* src = yp + g * lay.ysg + e0;
+        if constexpr (VE == 4) {
+          const float4 x = *reinterpret_cast<const float4*>(src);
+          y[0] += x.x, y[1] += x.y, y[2] += x.z, y[3] += x.w;
+        } else {
+          const float2 x = *reinterpret_cast<const float2*>(src);
+          y[0] += x.x, y[1] += x.y;
+        }
+      }
+      T* o = out + (row0 + t0 + t) * p.out_ld + c0 + k;
+#pragma unroll
+      for (int j = 0; j < VE; ++j) {
+        float v = fmaf(sD[k + j], to_f(ru[e0 + j]), y[j]);
+        if (Z) v *= silu_f(to_f(rz[e0 + j]));
+        if (c0 + k + j < dim) o[j] = from_f<T>(v);
+      }
+    }
+  }
+  if (p.h_final && cvalid) {
+    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + ch) * N;
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (sg * S + s < N) dst[sg * S + s] = h[s];
+  }
+}
+
 // Backward, first pass for time segments: the local adjoint of segment q ≥ 1, i.e. the
 // gradient w.r.t. the state before its first token from its own outputs alone
 // (ḡ ← a_t ⊙ (ḡ + dy_t·C_t), walked last token to first from ḡ = 0), and Σδ.
@@ -1351,8 +1540,33 @@ int launch_seq16(const ScanK& k, cudaStream_t s) {
   scan_fwd_seq_kernel<T, 2><<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
   return cudaGetLastError();
 }
+template <typename T, int S, int CW>
+int launch_sg_cw(const ScanK& k, cudaStream_t s) {
+  constexpr int NT = kQN / S * CW;
+  const int smem = x_layout(sizeof(T), CW, k.N, S).total;
+  if (int e = set_smem(scan_fwd_sg_kernel<T, S, CW>, smem)) return e;
+  scan_fwd_sg_kernel<T, S, CW><<<dim3((k.dim + CW - 1) / CW, k.batch), NT, smem, s>>>(k);
+  return cudaGetLastError();
+}
+template <typename T, int S>
+int launch_sg(const ScanK& k, cudaStream_t s) {
+  switch (k.xcw) {
+    case 8: return launch_sg_cw<T, S, 8>(k, s);
+    case 16: return launch_sg_cw<T, S, 16>(k, s);
+    case 32: return launch_sg_cw<T, S, 32>(k, s);
+  }
+  return cudaErrorInvalidValue;
+}
 template <typename T>
 int launch_seq(const ScanK& k, cudaStream_t s) {
+  if (k.xcw) {
+    switch (k.S) {
+      case 1: return launch_sg<T, 1>(k, s);
+      case 2: return launch_sg<T, 2>(k, s);
+      case 4: return launch_sg<T, 4>(k, s);
+    }
+    return cudaErrorInvalidValue;
+  }
   switch (k.S) {
     case 16: return launch_seq16<T>(k, s);
     case 2: return launch_q_s<T, 2>(k, s);
@@ -1391,6 +1605,7 @@ int launch_bwd(const ScanK& k, cudaStream_t s) {
 
 template <typename T>
 int fwd_by_S(const ScanK& k, cudaStream_t s) {
+  if (k.seq) return launch_seq<T>(k, s);
   switch (k.S) {
     case 2: return launch_fwd<T, 2>(k, s);
     case 4: return launch_fwd<T, 4>(k, s);

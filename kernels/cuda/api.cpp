@@ -193,38 +193,7 @@ int seq_width(const ScanArgs& a) {
 struct FwdPlan {
   bool seq;
   int S, P, Lseg, CW;
-  int xcw = 0;  // > 0: state groups across warps (scan_fwd_sg_kernel), CW channels a block
 };
-
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
-      return 132;
-    return v;
-  }();
-  return n;
-}
-
-// State groups across warps: S states a thread, 16/S threads a channel, CW channels a
-// block, every exp once. S: the most states a thread (fewest instructions an update) that
-// still gives ~48K walkers; CW: the widest block that still gives two blocks an SM.
-// "S,CW" in MAMBASEQ_SCAN_FWD_X forces a shape, "0" turns the kernel off.
-bool sg_plan(const ScanArgs& a, FwdPlan* f) {
-  int S = 0, CW = 0;
-  const int64_t ch = a.batch * a.dim;
-  const char* v = std::getenv("MAMBASEQ_SCAN_FWD_X");
-  // Opt-in only: slower than the q/seq kernels at every benchmark shape (v16 in
-  // bench/NOTES-cuda.md).
-  if (!v || !*v) return false;
-  std::sscanf(v, "%d,%d", &S, &CW);
-  (void)ch;
-  if ((S != 1 && S != 2 && S != 4) || (CW != 8 && CW != 16 && CW != 32)) return false;
-  if (a.ngroups > 1 && (a.dim / a.ngroups) % CW) return false;
-  f->seq = true, f->S = S, f->CW = CW, f->xcw = CW, f->P = 1;
-  f->Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
-  return true;
-}
 // Forward for dstate <= 16: G = 16/S lanes per channel (S states each), CW channels per
 // block (up to 4 warps of 32/G channels; a block's channels share one B/C group), and
 // time segments only where channels × lanes do not fill the chip (measured on an H100,
@@ -233,7 +202,6 @@ bool sg_plan(const ScanArgs& a, FwdPlan* f) {
 FwdPlan fwd_plan(const ScanArgs& a) {
   FwdPlan f{false, 16, 1, 0, 0};
   if (a.dstate > 16 || std::getenv("MAMBASEQ_SCAN_FWD_CFG")) return f;
-  if (sg_plan(a, &f)) return f;
   const int64_t ch = a.batch * a.dim;
   int S = ch * 4 >= 48 * 1024 && ch < 64 * 1024 ? 4 : 16, P = 0;
   // "S,P" override (tests and the benchmark's sweep)
@@ -320,7 +288,6 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   const FwdPlan plan = fwd_plan(a);
   if (plan.seq) {
     k.seq = true, k.S = plan.S, k.CW = plan.CW, k.CB = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;
-    k.xcw = plan.xcw;
     k.dpg = static_cast<int>(a.dim / a.ngroups);
     k.vec = (plan.CW * es) % 16 == 0 && rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}});
     const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);

@@ -21,7 +21,6 @@ struct ScanK {
   int P = 1, Lseg = 0;
   bool seq = false;                       // forward, dstate <= 16: 16/S lanes per channel, S states each
   int CW = 0;                             // channels per block of those kernels (bwd segment pass: = threads)
-  int xcw = 0;                            // > 0: scan_fwd_sg_kernel (state groups across warps), channels per block
   float* ws = nullptr;
   int nck = 0;                            // checkpoint chunks = ceil(len / kScanChunk)
   int smem = 0;                           // dynamic shared memory bytes

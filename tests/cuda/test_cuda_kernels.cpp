@@ -151,24 +151,20 @@ struct ScanCase {
   const char* seg_fwd = nullptr;  // forward "S,P" (states per lane, time segments) override, or null
                                   // (backward: time segments), or null
   const char* seg_bwd = nullptr;
-  const char* x_fwd = nullptr;    // forward "S,CW" of the state-group kernel, or null (its own plan)
 };
 
 std::string case_name(const ::testing::TestParamInfo<ScanCase>& i) { return i.param.name; }
 void PrintTo(const ScanCase& c, std::ostream* os) { *os << c.name; }
 
 struct EnvCfg {
-  EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr,
-         const char* sx = nullptr) {
-    if (sx) setenv("MAMBASEQ_SCAN_FWD_X", sx, 1);
+  EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr) {
     if (fwd) setenv("MAMBASEQ_SCAN_FWD_CFG", fwd, 1);
     if (bwd) setenv("MAMBASEQ_SCAN_BWD_CFG", bwd, 1);
     if (sf) setenv("MAMBASEQ_SCAN_FWD_Q", sf, 1);
     if (sb) setenv("MAMBASEQ_SCAN_BWD_SEG", sb, 1);
   }
   ~EnvCfg() {
-    for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG",
-                          "MAMBASEQ_SCAN_FWD_X"})
+    for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG"})
       unsetenv(v);
   }
 };
@@ -223,7 +219,7 @@ class ScanGpu : public Gpu, public ::testing::WithParamInterface<ScanCase> {};
 
 TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   const ScanCase c = GetParam();
-  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.x_fwd);
+  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd);
   Rng rng(1000 + c.B * 31 + c.L * 7 + c.N);
   ScanData d(c, rng);
   const auto t = c.t;
@@ -351,16 +347,6 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"q16_f32_bare", T::f32, 2, 131, 96, 16, 1, false, false, false, false, false, 8, 8, nullptr, nullptr, "16,1"},
     ScanCase{"q16_bf16_groups2_N9", T::bf16, 2, 300, 128, 9, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3"},
     ScanCase{"q4_bf16_seg16_groups2", T::bf16, 2, 2048, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,16"},
-    // forward state groups across warps (S states a thread, CW channels a block): odd tails,
-    // groups, N < 16, unaligned rows, partial channel blocks, the longest sequence
-    ScanCase{"x1_8_bf16_h0", T::bf16, 2, 333, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, "1,8"},
-    ScanCase{"x1_16_f32_L65536", T::f32, 1, 65536, 32, 16, 1, true, true, true, true, false, 8, 8, nullptr, nullptr, nullptr, nullptr, "1,16"},
-    ScanCase{"x1_32_bf16", T::bf16, 2, 100, 64, 16, 1, true, true, true, true, false, 8, 8, nullptr, nullptr, nullptr, nullptr, "1,32"},
-    ScanCase{"x2_16_f32_groups2_h0", T::f32, 3, 200, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, "2,16"},
-    ScanCase{"x2_32_bf16_N1_dim48", T::bf16, 2, 70, 48, 1, 1, true, true, true, true, false, 8, 8, nullptr, nullptr, nullptr, nullptr, "2,32"},
-    ScanCase{"x4_32_f16_N7_noz", T::f16, 2, 97, 96, 7, 1, false, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, "4,32"},
-    ScanCase{"x4_8_f32_dim20_unaligned", T::f32, 2, 77, 20, 16, 1, true, true, true, true, true, 1, 3, nullptr, nullptr, nullptr, nullptr, "4,8"},
-    ScanCase{"x4_16_bf16_bare_N12", T::bf16, 2, 64, 40, 12, 1, false, false, false, false, false, 8, 8, nullptr, nullptr, nullptr, nullptr, "4,16"},
     ScanCase{"cfg_S16_G4_N64_f32", T::f32, 1, 70, 64, 64, 1, true, true, true, true, true, 8, 8, "16,4,128", "4,16,256"},
     ScanCase{"cfg_S8_G8_N64_bf16", T::bf16, 1, 70, 64, 64, 2, true, true, true, true, true, 8, 8, "8,8,256", "2,32,128"}),
     case_name);

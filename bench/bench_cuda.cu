@@ -5,9 +5,9 @@
 // run), speed-ups, the floor (bytes read + written once over the measured copy
 // bandwidth) and the fraction of copy bandwidth achieved.
 //
-//   bench_cuda [--ref ref.csv] [--out table.md] [--sweep] [--profile I]
+//   bench_cuda [--ref ref.csv] [--out table.md] [--profile I]
 // ref.csv lines: scan,b,d,L,N,fwd_ms,fwdbwd_ms   conv,b,d,L,K,fwd_ms,fwdbwd_ms
-// --sweep also times every launch shape of the scan (MAMBASEQ_SCAN_{FWD,BWD}_CFG).
+// SWEEP_FWD / SWEEP_BWD / SWEEP_CONV (see below) time other launch shapes beside the plan's.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -214,13 +214,11 @@ std::string key(const char* kind, const Shape& s) {
 
 int main(int argc, char** argv) {
   std::string ref_path, out_path;
-  bool sweep = false;
   int profile = -1;  // --profile I: run shape I's kernels once each (for ncu), no timing
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--profile") && i + 1 < argc) profile = std::atoi(argv[++i]);
     if (!std::strcmp(argv[i], "--ref") && i + 1 < argc) ref_path = argv[++i];
     else if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
-    else if (!std::strcmp(argv[i], "--sweep")) sweep = true;
   }
   if (!cu::device_available()) {
     std::printf("bench_cuda: no CUDA device\n");
@@ -347,52 +345,12 @@ int main(int argc, char** argv) {
       sweep_items(s, "SWEEP_FWD", "fwd", [&] { sb.fwd(false); });
       sb.fwd(true);
       sweep_items(s, "SWEEP_BWD", "bwd", [&] { sb.zero_grads(); sb.bwd(); });
-      if (sweep && std::getenv("SWEEP_SCAN")) {
-        auto sw = [&](const char* what, const char* var, const char* val, const std::function<void()>& fn) {
-          setenv(var, val, 1);
-          const double t = time_ms(fn, 10);
-          unsetenv(var);
-          std::snprintf(buf, sizeof buf, "sweep %s (%lld,%lld,%lld) %s=%s: %.3f ms\n", what, (long long)s.b,
-                        (long long)s.d, (long long)s.L, var, val, t);
-          detail += buf;
-        };
-        for (const char* c : {"2,1", "4,1", "8,1", "16,1", "16,16", "16,32", "16,64"})
-          sw("fwd", "MAMBASEQ_SCAN_FWD_Q", c, [&] { sb.fwd(false); });
-        sb.fwd(true);
-        for (const char* c : {"2,8,128", "4,4,64"})
-          sw("bwd", "MAMBASEQ_SCAN_BWD_CFG", c, [&] { sb.zero_grads(); sb.bwd(); });
-        for (const char* c : {"1", "4", "8", "16", "32", "64"})
-          sw("bwd", "MAMBASEQ_SCAN_BWD_SEG", c, [&] { sb.zero_grads(); sb.bwd(); });
-      }
     }
     for (const Shape& s : kShapes) {
       ConvBufs cb(s);
       const double f = time_ms([&] { cb.fwd(); });
       const double b = time_ms([&] { cb.bwd(); });
       const double fb = time_ms([&] { cb.fwd(); cb.bwd(); });
-      if (sweep) {
-        for (const char* in : {"1", "0"}) {
-          setenv("MAMBASEQ_CONV_INTERIOR", in, 1);
-          const double tb = time_ms([&] { cb.bwd(); }, 10);
-          std::snprintf(buf, sizeof buf, "sweep conv bwd (%lld,%lld,%lld) interior=%s: %.3f ms\n", (long long)s.b,
-                        (long long)s.d, (long long)s.L, in, tb);
-          detail += buf;
-        }
-        unsetenv("MAMBASEQ_CONV_INTERIOR");
-        for (const char* run : {"0", "64", "128", "256"}) {  // 0: the default choice
-          setenv("MAMBASEQ_CONV_RUN", run, 1);
-          const double tb = time_ms([&] { cb.bwd(); }, 10);
-          for (const char* ring : {"0", "1"}) {
-            setenv("MAMBASEQ_CONV_RING", ring, 1);
-            const double tf = time_ms([&] { cb.fwd(); }, 10);
-            std::snprintf(buf, sizeof buf, "sweep conv (%lld,%lld,%lld) run=%s ring=%s: fwd %.3f bwd %.3f ms\n",
-                          (long long)s.b, (long long)s.d, (long long)s.L, run, ring, tf, tb);
-            detail += buf;
-          }
-          unsetenv("MAMBASEQ_CONV_RING");
-        }
-        unsetenv("MAMBASEQ_CONV_RUN");
-      }
       const auto r = ref.count(key("conv", s)) ? ref[key("conv", s)] : std::make_pair(0.0, 0.0);
       row("conv1d fwd", s, 4, f, r.first, cb.fwd_bytes());
       row("conv1d fwd+bwd", s, 4, fb, r.second, cb.fwd_bytes() + cb.bwd_bytes());

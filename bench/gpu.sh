@@ -5,7 +5,9 @@
 # tests; time the reference kernels if a reference harness is present in .ref/ (kept out
 # of the repository: it builds third-party sources); run bench_cuda with the reference
 # times side by side, writing $OUT/cuda_h100.md (copied to bench/results/ by hand).
-# SWEEP=1 adds the launch-shape sweep of the scan to the log.
+# SWEEP_FWD / SWEEP_BWD / SWEEP_CONV="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
+# log, e.g. SWEEP_FWD="MAMBASEQ_SCAN_FWD_Q=4,1 MAMBASEQ_SCAN_FWD_Q=16,64"
+# SWEEP_CONV="MAMBASEQ_CONV_RUN=128 MAMBASEQ_CONV_RING=1 MAMBASEQ_CONV_INTERIOR=0".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out-gpu}
@@ -46,7 +48,7 @@ if [ -n "$refpid" ]; then
   .ref/run.sh bench "$OUT/ref.csv" >> "$log" 2>&1 && ref="--ref $OUT/ref.csv"
 fi
 
-build-gpu/bench/bench_cuda $ref --out "$OUT/cuda_h100.md" ${SWEEP:+--sweep} 2>&1 | tee -a "$log"
+build-gpu/bench/bench_cuda $ref --out "$OUT/cuda_h100.md" 2>&1 | tee -a "$log"
 
 # PROFILE="0 2": Nsight Compute summaries of every kernel at those shapes (indices 0-3).
 if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then

@@ -87,6 +87,7 @@ Suite load_suite(const std::string& path) {
   } catch (const YAML::Exception& e) {
     fail("{}: bad 'suite', 'output' or 'models': {}", path, e.what());
   }
+  MS_CHECK(!s.models.empty(), "{}: 'models' is empty", path);
   for (const auto& m : s.models)
     MS_CHECK(m == "mamba" || m == "cnn" || m == "transformer", "{}: unknown model '{}' (known: mamba, cnn, transformer)",
              path, m);

@@ -1,4 +1,5 @@
 #include "mambaseq/model_data.h"
+#include "mambaseq/network.h"
 
 #include <filesystem>
 #include <fstream>
@@ -38,7 +39,7 @@ void save_model_data_info(const std::string& dir, const ModelDataInfo& i) {
   write_file_atomic(dir + "/data.json", j.dump(2) + "\n");
 }
 
-ModelDataInfo load_model_data_info(const std::string& dir) {
+ModelDataInfo load_model_data_info(const std::string& dir, const Network& net) {
   ModelDataInfo i;
   const std::string path = dir + "/data.json";
   MS_CHECK(std::filesystem::exists(path),
@@ -62,6 +63,9 @@ ModelDataInfo load_model_data_info(const std::string& dir) {
   } catch (const std::exception& e) {
     fail("{}: bad model data description: {}", path, e.what());
   }
+  MS_CHECK(i.target == TargetKind::Regression || net.head() == HeadKind::LM ||
+               static_cast<int64_t>(i.label_names.size()) == net.num_labels(),
+           "{} names {} labels but the model has {} outputs", path, i.label_names.size(), net.num_labels());
   return i;
 }
 

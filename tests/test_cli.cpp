@@ -305,10 +305,26 @@ tasks:
     EXPECT_NE(r.code, 0);
     EXPECT_NE(r.out.find("mambaseq: error: " + out + "/motif/cnn/best/data.json is missing"), std::string::npos) << r.out;
   }
+  // Label names that do not match the model's outputs are refused before any output.
+  const std::string dj = out + "/motif/transformer/best/data.json";
+  nlohmann::json info = nlohmann::json::parse(std::ifstream(dj));
+  info["label_names"].push_back("extra");
+  std::ofstream(dj) << info.dump();
+  for (const char* cmd : {"predict", "eval"}) {
+    r = run_cli(std::string(cmd) + " --model " + out + "/motif/transformer/best " +
+                (cmd[0] == 'p' ? "--fasta " : "--data ") + fa + " --out " + out + "/y.out");
+    EXPECT_NE(r.code, 0);
+    EXPECT_NE(r.out.find("mambaseq: error: " + dj + " names 3 labels but the model has 2 outputs"), std::string::npos)
+        << r.out;
+    EXPECT_FALSE(fs::exists(out + "/y.out"));
+  }
   // A bad suite names the file and the problem.
   r = run_cli("benchmark --config " + write_tmp("bad_suite.yaml", "models: [mamba, rnn]\ntasks: []\n"));
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("unknown model 'rnn'"), std::string::npos) << r.out;
+  r = run_cli("benchmark --config " + write_tmp("empty_suite.yaml", "models: []\ntasks: []\n"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("'models' is empty"), std::string::npos) << r.out;
   fs::remove_all(out);
 }
 

@@ -93,6 +93,7 @@ class CnnClassifier : public Network {
   void backward_from_output(const float* dout, int64_t batch, int64_t len) override;
   std::vector<Param*> params() override;
   HeadKind head() const override { return cfg.head; }
+  int64_t num_labels() const override { return cfg.num_labels; }
   std::string arch() const override { return "cnn"; }
   // config.json ("mambaseq_arch": "cnn") + model.safetensors with the parameters, the
   // running statistics and num_batches_tracked (I64), under PyTorch state_dict names.
@@ -144,6 +145,7 @@ class TransformerClassifier : public Network {
   void backward_from_output(const float* dout, int64_t batch, int64_t len) override;
   std::vector<Param*> params() override;
   HeadKind head() const override { return cfg.head; }
+  int64_t num_labels() const override { return cfg.num_labels; }
   std::string arch() const override { return "transformer"; }
   // config.json ("mambaseq_arch": "transformer") + model.safetensors, names as
   // nn.TransformerEncoder's (encoder.layers.{i}.self_attn.in_proj_weight, ...).

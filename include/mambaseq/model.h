@@ -136,6 +136,7 @@ class Model : public Network {
   void backward_from_output(const float* dout, int64_t batch, int64_t len) override;
   std::vector<Param*> params() override;
   HeadKind head() const override { return cfg.head; }
+  int64_t num_labels() const override { return cfg.num_labels; }
   std::string arch() const override { return "mamba"; }
   void save(const std::string& dir) override;
   bool tied_lm_head() const override { return cfg.head == HeadKind::LM && cfg.mamba.tie_embeddings; }

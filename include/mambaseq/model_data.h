@@ -10,6 +10,8 @@
 
 namespace mambaseq {
 
+class Network;
+
 struct ModelDataInfo {
   SeqTokenizer tokenizer;
   TargetKind target = TargetKind::Classification;
@@ -21,8 +23,9 @@ struct ModelDataInfo {
 ModelDataInfo data_info_from(const Dataset& train, int64_t max_len, const std::string& sequence_column,
                              const std::string& label_column);
 void save_model_data_info(const std::string& dir, const ModelDataInfo& info);
-// DIR/data.json; a directory without one (e.g. a published checkpoint) is an Error naming
-// the missing file: guessing a tokenizer and label names would give wrong predictions.
-ModelDataInfo load_model_data_info(const std::string& dir);
+// DIR/data.json of `net` (loaded from DIR); a directory without one (e.g. a published
+// checkpoint) is an Error naming the missing file, and so are label names that do not
+// match the model's outputs: either would give wrong predictions.
+ModelDataInfo load_model_data_info(const std::string& dir, const Network& net);
 
 }  // namespace mambaseq

@@ -35,6 +35,8 @@ class Network {
   virtual void backward_from_output(const float* dout, int64_t batch, int64_t len) = 0;
   virtual std::vector<Param*> params() = 0;
   virtual HeadKind head() const = 0;
+  // Classes (classification heads) or targets (regression); unused for the LM head.
+  virtual int64_t num_labels() const = 0;
   virtual std::string arch() const = 0;  // "mamba", "cnn", "transformer"
   // Writes DIR/config.json and DIR/model.safetensors.
   virtual void save(const std::string& dir) = 0;

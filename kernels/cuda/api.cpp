@@ -207,6 +207,7 @@ FwdPlan fwd_plan(const ScanArgs& a) {
   // "S,P" override (tests and the benchmark's sweep)
   if (const char* v = std::getenv("MAMBASEQ_SCAN_FWD_Q"); v && *v) std::sscanf(v, "%d,%d", &S, &P);
   if (S != 2 && S != 4 && S != 8 && S != 16) return f;
+  P = std::min(P, 128);  // an override never needs more segments (workspaces are sized for ≤ 128)
   const int G = 16 / S, W = 32 / G;
   const int64_t dpg = a.dim / a.ngroups;
   if (a.ngroups > 1 && dpg % W) return f;
@@ -344,6 +345,15 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   x.check(S == 1 || S == 2 || S == 4, "unsupported states per lane");
   x.check(fill_block(a, k, S, G, NT), "unusable launch shape S={} G={} NT={}", S, G, NT);
   k.P = plan.P, k.Lseg = plan.Lseg, k.CW = plan.CW;
+  // Segment pass: G = 16/S lanes a channel until ~40K lanes (its walkers are only
+  // channels × (P − 1): one warp a scheduler at 8·1536 channels and P = 2).
+  if (k.P > 1) {
+    int G = 1;
+    while (G < 8 && a.batch * a.dim * (k.P - 1) * G < 40 * 1024) G *= 2;
+    G = env_int("MAMBASEQ_SCAN_BWD_SEG_G", G);
+    x.check(G == 1 || G == 2 || G == 4 || G == 8, "MAMBASEQ_SCAN_BWD_SEG_G must be 1, 2, 4 or 8");
+    k.seg_S = 16 / G;
+  }
   const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
   k.ws = ws.p;
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});
@@ -399,6 +409,7 @@ void check_conv(const Ctx& x, const Conv1dArgs& a) {
   x.ptr(a.bias, "bias", 4, false);
   x.ptr(a.init_state, "init_state", es, false);
   x.check(a.x_ld >= a.channels, "x_ld < channels");
+  x.check(a.x_ld < (int64_t(1) << 31), "x_ld >= 2^31");  // the kernels' row strides are 32-bit
 }
 
 // Blocks of the fast path for runs of `run` tokens (the launcher's grid: 32 channel
@@ -472,6 +483,7 @@ void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx
   x.ptr(dbias, "dbias", 4, a.bias != nullptr);
   x.ptr(dinit_state, "dinit_state", es, false);
   x.check(dout_ld >= a.channels && dx_ld >= a.channels, "dout_ld or dx_ld < channels");
+  x.check(dout_ld < (int64_t(1) << 31) && dx_ld < (int64_t(1) << 31), "dout_ld or dx_ld >= 2^31");
   ConvK k = conv_fill(a);
   k.dout = dout, k.dout_ld = dout_ld, k.dx = dx, k.dx_ld = dx_ld, k.dw = dw;
   k.dbias = a.bias ? dbias : nullptr, k.dinit = a.width > 1 ? dinit_state : nullptr;

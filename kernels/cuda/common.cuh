@@ -1,6 +1,7 @@
 // Internal device helpers shared by the CUDA kernels: dtype conversion, fast math,
 // asynchronous copies.
 #pragma once
+#include <type_traits>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -78,12 +79,28 @@ __device__ __forceinline__ void unpack(const raw_t<T, V>& r, float (&f)[V]) {
 #pragma unroll
   for (int i = 0; i < V; ++i) f[i] = to_f(e[i]);
 }
+// 16-bit types two at a time (one paired convert, whole-register moves: element-wise
+// 16-bit writes into the vector made the compiler split some 8-byte stores in two).
 template <typename T, int V>
 __device__ __forceinline__ raw_t<T, V> pack(const float (&f)[V]) {
   raw_t<T, V> r;
-  T* e = reinterpret_cast<T*>(&r);
+  if constexpr (sizeof(T) == 2 && V % 2 == 0) {
+    unsigned* w = reinterpret_cast<unsigned*>(&r);
 #pragma unroll
-  for (int i = 0; i < V; ++i) e[i] = from_f<T>(f[i]);
+    for (int i = 0; i < V / 2; ++i) {
+      if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        const __nv_bfloat162 q = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
+        w[i] = *reinterpret_cast<const unsigned*>(&q);
+      } else {
+        const __half2 q = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
+        w[i] = *reinterpret_cast<const unsigned*>(&q);
+      }
+    }
+  } else {
+    T* e = reinterpret_cast<T*>(&r);
+#pragma unroll
+    for (int i = 0; i < V; ++i) e[i] = from_f<T>(f[i]);
+  }
   return r;
 }
 

@@ -76,7 +76,7 @@ __device__ __forceinline__ void cp_async8m(void* smem, const void* gmem, bool va
 // RING: rows come through a per-thread ring of kRingFwd rows in shared memory filled by
 // cp.async (more bytes in flight, no registers held), else register batches.
 constexpr int kRingFwd = 16;
-template <typename T, int K, int V, bool RING>
+template <typename T, int K, int V, bool RING, bool SILU>
 __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
   __shared__ __align__(16) raw_t<T, V> ring[RING ? kRingFwd : 1][kThreads];
   const FastMap m = fast_map(p.C, V, p.len, p.run);
@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
         float acc = bias[e];
 #pragma unroll
         for (int k = 0; k < K; ++k) acc = fmaf(w[k][e], win[k][e], acc);
-        o[e] = p.silu ? silu_f(acc) : acc;
+        o[e] = SILU ? silu_f(acc) : acc;
       }
       *reinterpret_cast<raw_t<T, V>*>(out + (static_cast<int64_t>(b) * p.len + tc + i) * p.out_ld + c) = pack<T, V>(o);
 #pragma unroll
@@ -167,7 +167,7 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
 // D = 16 rows in shared memory filled by cp.async (one commit group per row), so ~D rows
 // per thread are in flight without holding registers (the register-buffered version was
 // limited by bytes in flight: 158 registers, 12 warps per SM).
-template <typename T, int K, int V, int R>
+template <typename T, int K, int V, int R, bool SILU>
 __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
   constexpr int kRowsBwd = R, D = 16;
   __shared__ float red[kThreads * (K + 1)];  // per thread, one channel-sum slot at a time
@@ -186,15 +186,19 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
   }
   if (active) {
     const int ts = r * p.run, te = min(p.len, ts + p.run);
-    const T* dout = static_cast<const T*>(p.dout);
-    const T* x = static_cast<const T*>(p.x);
+    // Row t of this sequence at this thread's channels: base + t·ld (32-bit strides,
+    // checked on the host, so one wide multiply-add a row instead of 64-bit arithmetic).
+    const int64_t seq0 = static_cast<int64_t>(b) * p.len;
+    const int xld = static_cast<int>(p.x_ld), gld = static_cast<int>(p.dout_ld), dld = static_cast<int>(p.dx_ld);
+    const T* xb = static_cast<const T*>(p.x) + seq0 * p.x_ld + c;
+    const T* gbase = static_cast<const T*>(p.dout) + seq0 * p.dout_ld + c;
     const int tlast = te + K - 1;  // exclusive: dpre is needed up to te+K−2
     auto issue = [&](int t) {  // row t into ring slot (t − ts) mod D
       const int sl = (t - ts) & (D - 1);
       const bool ok = t < tlast && t < p.len;
-      const int64_t row = static_cast<int64_t>(b) * p.len + (ok ? t : 0);
-      cp_async8m(&ring[sl][0][threadIdx.x], x + row * p.x_ld + c, ok);
-      cp_async8m(&ring[sl][1][threadIdx.x], dout + row * p.dout_ld + c, ok);
+      const int tt = ok ? t : 0;
+      cp_async8m(&ring[sl][0][threadIdx.x], xb + static_cast<int64_t>(tt) * xld, ok);
+      cp_async8m(&ring[sl][1][threadIdx.x], gbase + static_cast<int64_t>(tt) * gld, ok);
       cp_async_commit();
     };
 #pragma unroll
@@ -213,7 +217,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
     for (int k = 0; k < K; ++k)
 #pragma unroll
       for (int e = 0; e < V; ++e) hist[k][e] = 0.f;
-    T* dx = static_cast<T*>(p.dx);
+    T* dxb = static_cast<T*>(p.dx) + seq0 * p.dx_ld + c;
     // First run of the sequence: dx̃ at j < 0 goes to dinit_state.
     const int jfirst = (ts == 0 && p.dinit) ? -(K - 1) : ts;
     for (int tc = ts; tc < tlast; tc += kRowsBwd) {
@@ -228,7 +232,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
         // Interior batch: every row is inside the run and the sequence and every dx row
         // it completes is this run's: no per-row conditions (they cost ~half the
         // instructions of a row: branches, predicates, reconvergence).
-        T* drow = dx + (static_cast<int64_t>(b) * p.len + tc - (K - 1)) * p.dx_ld + c;
+        T* drow = dxb + static_cast<int64_t>(tc - (K - 1)) * dld;
 #pragma unroll
         for (int i = 0; i < kRowsBwd; ++i) {
           unpack<T, V>(xr[i], win[K - 1]);
@@ -237,7 +241,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
 #pragma unroll
           for (int e = 0; e < V; ++e) {
             float d = g[e];
-            if (p.silu) {
+            if constexpr (SILU) {
               float acc = fmaf(w[K - 1][e], win[K - 1][e], bias[e]);
 #pragma unroll
               for (int k = 0; k < K - 1; ++k) acc = fmaf(w[k][e], win[k][e], acc);
@@ -262,7 +266,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
             for (int k = 1; k < K; ++k) acc = fmaf(w[k][e], hist[K - 1 - k][e], acc);
             o[e] = acc;
           }
-          *reinterpret_cast<raw_t<T, V>*>(drow + i * p.dx_ld) = pack<T, V>(o);
+          *reinterpret_cast<raw_t<T, V>*>(drow + static_cast<int64_t>(i) * dld) = pack<T, V>(o);
         }
 #pragma unroll
         for (int i = 0; i < kRowsBwd; ++i) issue(tc + D + i);  // refill this batch's slots
@@ -280,7 +284,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
 #pragma unroll
           for (int e = 0; e < V; ++e) {
             float d = g[e];
-            if (p.silu) {
+            if constexpr (SILU) {
               float acc = bias[e];
 #pragma unroll
               for (int k = 0; k < K; ++k) acc = fmaf(w[k][e], win[k][e], acc);
@@ -315,7 +319,7 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
             o[e] = acc;
           }
           if (jj >= 0) {
-            *reinterpret_cast<raw_t<T, V>*>(dx + (static_cast<int64_t>(b) * p.len + jj) * p.dx_ld + c) = pack<T, V>(o);
+            *reinterpret_cast<raw_t<T, V>*>(dxb + static_cast<int64_t>(jj) * dld) = pack<T, V>(o);
           } else {
             T* di = static_cast<T*>(p.dinit);
 #pragma unroll
@@ -455,19 +459,23 @@ __global__ void __launch_bounds__(kThreads) conv_step_kernel(const ConvK p) {
 }
 
 // 8 bytes of channels a thread (16 measured slower: fewer threads, more registers).
+// The fast-path kernel for a launch (direction, batch rows / ring, SiLU).
+template <typename T, int K>
+auto fast_kernel(const ConvK& k, bool bwd) -> void (*)(const ConvK) {
+  constexpr int V8 = kVec<T> / 2;
+  if (bwd) {
+    if (k.rows_bwd == 8) return k.silu ? conv_bwd_fast<T, K, V8, 8, true> : conv_bwd_fast<T, K, V8, 8, false>;
+    return k.silu ? conv_bwd_fast<T, K, V8, 4, true> : conv_bwd_fast<T, K, V8, 4, false>;
+  }
+  if (k.ring) return k.silu ? conv_fwd_fast<T, K, V8, true, true> : conv_fwd_fast<T, K, V8, true, false>;
+  return k.silu ? conv_fwd_fast<T, K, V8, false, true> : conv_fwd_fast<T, K, V8, false, false>;
+}
 template <typename T, int K>
 int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
   constexpr int V8 = kVec<T> / 2;
   const FastMap m = fast_map(k.C, V8, k.len, k.run);
   const dim3 grid((m.vpr + m.VB - 1) / m.VB, (m.nruns + m.RB - 1) / m.RB, k.batch);
-  if (bwd && k.rows_bwd == 8)
-    conv_bwd_fast<T, K, V8, 8><<<grid, kThreads, 0, s>>>(k);
-  else if (bwd)
-    conv_bwd_fast<T, K, V8, 4><<<grid, kThreads, 0, s>>>(k);
-  else if (k.ring)
-    conv_fwd_fast<T, K, V8, true><<<grid, kThreads, 0, s>>>(k);
-  else
-    conv_fwd_fast<T, K, V8, false><<<grid, kThreads, 0, s>>>(k);
+  fast_kernel<T, K>(k, bwd)<<<grid, kThreads, 0, s>>>(k);
   return cudaGetLastError();
 }
 
@@ -502,17 +510,8 @@ int conv_dispatch(const ConvK& k, cudaStream_t s, bool bwd) {
 
 template <typename T, int K>
 int fast_occupancy(const ConvK& k, bool bwd) {
-  constexpr int V8 = kVec<T> / 2;
   int n = 0;
-  cudaError_t e;
-  if (bwd && k.rows_bwd == 8)
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_bwd_fast<T, K, V8, 8>, kThreads, 0);
-  else if (bwd)
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_bwd_fast<T, K, V8, 4>, kThreads, 0);
-  else if (k.ring)
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_fwd_fast<T, K, V8, true>, kThreads, 0);
-  else
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, conv_fwd_fast<T, K, V8, false>, kThreads, 0);
+  const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fast_kernel<T, K>(k, bwd), kThreads, 0);
   return e == cudaSuccess ? n : 0;
 }
 template <typename T>
@@ -531,8 +530,8 @@ int fast_occupancy_k(const ConvK& k, bool bwd) {
 // per (dtype, width, direction, variant).
 int conv_fast_capacity(const ConvK& k, bool bwd) {
   if (k.K < 2 || k.K > 4 || k.dtype < 0 || k.dtype > 2) return 0;
-  static int cache[3][5][4] = {};
-  int& c = cache[k.dtype][k.K][(bwd ? 2 : 0) + ((bwd ? k.rows_bwd == 8 : k.ring) ? 1 : 0)];
+  static int cache[3][5][8] = {};
+  int& c = cache[k.dtype][k.K][(k.silu ? 4 : 0) + (bwd ? 2 : 0) + ((bwd ? k.rows_bwd == 8 : k.ring) ? 1 : 0)];
   if (c == 0) {
     int dev = 0, sms = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)

@@ -20,7 +20,8 @@ struct ScanK {
   // adjoint (backward) in ws [batch, P, dim, 17], folded by the segments after it.
   int P = 1, Lseg = 0;
   bool seq = false;                       // forward, dstate <= 16: 16/S lanes per channel, S states each
-  int CW = 0;                             // channels per block of those kernels (bwd segment pass: = threads)
+  int CW = 0;                             // channels per block of those kernels (bwd segment pass: at most)
+  int seg_S = 16;                         // bwd segment pass: states per lane (16, 8, 4, 2)
   float* ws = nullptr;
   int nck = 0;                            // checkpoint chunks = ceil(len / kScanChunk)
   int smem = 0;                           // dynamic shared memory bytes

@@ -17,9 +17,10 @@
 //    softplus, ⟨h, C⟩ and the gate are done once per element, B/C are broadcast reads, and
 //    the time loop only reads shared memory. Used for many channels, and for few channels
 //    over long sequences with time segments: pass 1 leaves each segment's local end state
-//    (from h = 0) and Σδ; pass 2 folds the earlier segments' (exp(A·Σδ) ⊙ h + hloc) into
-//    its start state and produces the output (~128K walkers; the exps of all but the last
-//    segment are done twice: the price of filling the chip when channels are few).
+//    (from h = 0) and Σδ; a fold kernel walks the segments once (h ← exp(A·Σδ) ⊙ h + hloc)
+//    leaving each segment's true start state; pass 2 starts from it and produces the
+//    output (~128K walkers; the exps of all but the last segment are done twice: the
+//    price of filling the chip when channels are few).
 //
 // Forward, dstate > 16 (scan_fwd_kernel): G lanes per channel, S states each; per tile
 //   prep:     δ = softplus(delta + bias), δu = δ·u, B/C to f32        (per element)
@@ -41,8 +42,9 @@
 // two epilogue elements are straight-line code, B/C are [token][B | C] rows; any other
 // shape takes FN = 0.
 // With time segments (dstate ≤ 16), scan_bwd_seg_kernel first leaves each later
-// segment's local adjoint (ḡ ← a_t ⊙ (ḡ + dy_t·C_t) from ḡ = 0, walked backwards), which
-// the earlier segments fold into the adjoint they start from.
+// segment's local adjoint (ḡ ← a_t ⊙ (ḡ + dy_t·C_t) from ḡ = 0, walked backwards; S
+// states a lane, fewer where segments are few), which the earlier segments fold into the
+// adjoint they start from.
 #include <type_traits>
 
 #include "common.cuh"
@@ -433,7 +435,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
 // memory as 16-byte loads), and the U partial ⟨h, C⟩ are reduce-scattered over the G
 // lanes so that lane q finishes its own k tokens (D skip, gate, store).
 // Time segments (few channels, long sequences): pass 1 leaves each segment's local end
-// state (from h = 0) and Σδ in ws; pass 2 folds the earlier segments into its start.
+// state (from h = 0) and Σδ in ws; scan_fwd_fold_kernel turns those into start states.
 constexpr int kQN = 16;  // padded states per channel
 constexpr int kQT = 64;  // tile tokens (a multiple of kChunk or dividing it: checkpoints fall on tile starts)
 constexpr int kQU = 8;   // tokens per group
@@ -497,16 +499,14 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
   const float Dv = cvalid && p.D ? p.D[c] : 0.f;
   float dsum = 0.f;
   if (PASS == 2) {
-    if (cvalid && p.h0) {
+    if (seg > 0) {  // start state left by scan_fwd_fold_kernel
+      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg - 1) * dim + (cvalid ? c : 0)) * 17;
+#pragma unroll
+      for (int s = 0; s < S; ++s) h[s] = q * S + s < N ? w[q * S + s] : 0.f;
+    } else if (cvalid && p.h0) {
 #pragma unroll
       for (int s = 0; s < S; ++s)
         if (q * S + s < N) h[s] = p.h0[(static_cast<int64_t>(b) * dim + c) * N + q * S + s];
-    }
-    for (int sq = 0; sq < seg; ++sq) {  // fold the earlier segments
-      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + sq) * dim + (cvalid ? c : 0)) * 17;
-      const float sd = w[16];
-#pragma unroll
-      for (int s = 0; s < S; ++s) h[s] = fmaf(ex2(sd * A2[s]), h[s], q * S + s < N ? w[q * S + s] : 0.f);
     }
   }
 
@@ -716,16 +716,14 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
   const float Dv = cvalid && p.D ? p.D[c] : 0.f;
   float dsum = 0.f;
   if (PASS == 2) {
-    if (cvalid && p.h0) {
+    if (seg > 0) {  // start state left by scan_fwd_fold_kernel
+      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg - 1) * dim + (cvalid ? c : 0)) * 17;
+#pragma unroll
+      for (int n = 0; n < kSeqN; ++n) h[n] = n < N ? w[n] : 0.f;
+    } else if (cvalid && p.h0) {
 #pragma unroll
       for (int n = 0; n < kSeqN; ++n)
         if (n < N) h[n] = p.h0[(static_cast<int64_t>(b) * dim + c) * N + n];
-    }
-    for (int q = 0; q < seg; ++q) {  // fold the earlier segments
-      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
-      const float sd = w[16];
-#pragma unroll
-      for (int n = 0; n < kSeqN; ++n) h[n] = fmaf(ex2(sd * A2[n]), h[n], n < N ? w[n] : 0.f);
     }
   }
 
@@ -826,25 +824,33 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
 // Backward, first pass for time segments: the local adjoint of segment q ≥ 1, i.e. the
 // gradient w.r.t. the state before its first token from its own outputs alone
 // (ḡ ← a_t ⊙ (ḡ + dy_t·C_t), walked last token to first from ḡ = 0), and Σδ.
-template <typename T>
+// Lane = (channel, S of its 16 padded states), G = 16/S lanes a channel, CW = 128/G
+// channels a block. The states need nothing from each other here, so every lane does
+// the per-token work (softplus, dy) itself: S < 16 buys warps where the segments are few
+// (one segment of 8·1536 channels is only 384 warps at S = 16: 1 a scheduler, 290 µs).
+template <typename T, int S>
 __global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
+  constexpr int G = kSeqN / S;
   extern __shared__ __align__(16) unsigned char smem[];
-  const int tid = threadIdx.x, CW = blockDim.x;
+  const int tid = threadIdx.x, NT = blockDim.x, CW = NT / G;
+  const int cl = tid / G, q = tid % G;
   const int N = p.N, L = p.len, dim = p.dim;
-  const int c0 = blockIdx.x * CW, c = c0 + tid, seg = blockIdx.y + 1, b = blockIdx.z;
+  const int c0 = blockIdx.x * CW, c = c0 + cl, seg = blockIdx.y + 1, b = blockIdx.z;
   const bool cvalid = c < dim;
   const int grp = c0 / p.dpg;
   const int64_t row0 = static_cast<int64_t>(b) * L;
   const int s0 = seg * p.Lseg, s1 = min(L, s0 + p.Lseg);
   const SeqLayout lay = seq_layout(sizeof(T), CW, N);
+  const bool vec = p.vec && (CW * static_cast<int>(sizeof(T))) % 16 == 0;  // 16-byte rows of CW channels
   const T* Dl = static_cast<const T*>(p.delta);
   const T* Z = static_cast<const T*>(p.z);
   const T* DO = static_cast<const T*>(p.dout);
-  float A2[kSeqN], gr[kSeqN];
+  float A2[S], gr[S];
 #pragma unroll
-  for (int n = 0; n < kSeqN; ++n) {
-    A2[n] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
-    gr[n] = 0.f;
+  for (int s = 0; s < S; ++s) {
+    const int n = q * S + s;
+    A2[s] = cvalid && n < N ? p.A[static_cast<int64_t>(c) * N + n] * kLog2e : 0.f;
+    gr[s] = 0.f;
   }
   const float bias = cvalid && p.bias ? p.bias[c] : 0.f;
   float dsum = 0.f;
@@ -857,18 +863,18 @@ __global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
     const int i = ntiles - 1 - j;
     T* r = raw(j);
     const int t0 = s0 + i * kSeqT;
-    stage_rows<T>(r, Dl, p.delta_ld, row0, t0, kSeqT, s1, c0, CW, dim, p.vec, tid, CW);
-    stage_rows<T>(r + kSeqT * CW, DO, p.dout_ld, row0, t0, kSeqT, s1, c0, CW, dim, p.vec, tid, CW);
-    if (Z) stage_rows<T>(r + 2 * kSeqT * CW, Z, p.z_ld, row0, t0, kSeqT, s1, c0, CW, dim, p.vec, tid, CW);
+    stage_rows<T>(r, Dl, p.delta_ld, row0, t0, kSeqT, s1, c0, CW, dim, vec, tid, NT);
+    stage_rows<T>(r + kSeqT * CW, DO, p.dout_ld, row0, t0, kSeqT, s1, c0, CW, dim, vec, tid, NT);
+    if (Z) stage_rows<T>(r + 2 * kSeqT * CW, Z, p.z_ld, row0, t0, kSeqT, s1, c0, CW, dim, vec, tid, NT);
     T* rb = rawbc(j);
-    ScanK q = p;
-    q.len = s1;
-    stage_bc<T>(rb, rb + kSeqT * N, q, row0, t0, kSeqT, grp, tid, CW);
+    ScanK qk = p;
+    qk.len = s1;
+    stage_bc<T>(rb, rb + kSeqT * N, qk, row0, t0, kSeqT, grp, tid, NT);
     cp_async_commit();
   };
   auto prep = [&](int j) {
     const T* rb = rawbc(j);
-    prep_bc<T>(bcf(j), rb, rb + kSeqT * N, kSeqT, N, kSeqN, tid, CW);
+    prep_bc<T>(bcf(j), rb, rb + kSeqT * N, kSeqT, N, kSeqN, tid, NT);
   };
   issue(0);
   cp_async_wait<0>();
@@ -882,20 +888,18 @@ __global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
     const T* rd = raw(j);
     const T* ro = rd + kSeqT * CW;
     const T* rz = rd + 2 * kSeqT * CW;
-    const float4* bc4 = reinterpret_cast<const float4*>(bcf(j));
+    const float2* bcl = bcf(j) + q * S;
 #pragma unroll 2
     for (int t = tn - 1; t >= 0; --t) {
-      float dt = to_f(rd[t * CW + tid]) + bias;
+      float dt = to_f(rd[t * CW + cl]) + bias;
       if (p.softplus) dt = softplus_f(dt);
-      float dyv = to_f(ro[t * CW + tid]);
-      if (Z) dyv *= silu_f(to_f(rz[t * CW + tid]));
+      float dyv = to_f(ro[t * CW + cl]);
+      if (Z) dyv *= silu_f(to_f(rz[t * CW + cl]));
       dsum += dt;
+      float Bv[S], Cv[S];
+      load_bc<S>(bcl + t * kSeqN, Bv, Cv);
 #pragma unroll
-      for (int n = 0; n < kSeqN; n += 2) {
-        const float4 v = bc4[t * (kSeqN / 2) + n / 2];
-        gr[n] = ex2(dt * A2[n]) * fmaf(dyv, v.y, gr[n]);
-        gr[n + 1] = ex2(dt * A2[n + 1]) * fmaf(dyv, v.w, gr[n + 1]);
-      }
+      for (int s = 0; s < S; ++s) gr[s] = ex2(dt * A2[s]) * fmaf(dyv, Cv[s], gr[s]);
     }
     if (j + 1 < ntiles) {
       cp_async_wait<0>();
@@ -907,9 +911,9 @@ __global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
   if (!cvalid) return;
   float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
 #pragma unroll
-  for (int n = 0; n < kSeqN; ++n)
-    if (n < N) w[n] = gr[n];
-  w[16] = dsum;
+  for (int s = 0; s < S; ++s)
+    if (q * S + s < N) w[q * S + s] = gr[s];
+  if (q == 0) w[16] = dsum;
 }
 
 // ---- backward -----------------------------------------------------------------------
@@ -1325,6 +1329,32 @@ int set_smem(Kern kern, int bytes) {
   return cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
+// Between the two forward passes with time segments: the true start state of every
+// segment, folded once in order (thread = (sequence, channel, state)):
+//   h ← exp2(A·log2e·Σδ_q) ⊙ h + hloc_q, written over slot q (then the start of q + 1).
+// Each pass-2 block then reads its start instead of folding all earlier segments itself
+// (O(P) exps per state in all instead of O(P²): 12 % of pass 2's exps at P = 64, L = 16K).
+__global__ void __launch_bounds__(128) scan_fwd_fold_kernel(const ScanK p) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * 128 + threadIdx.x;
+  const int N = p.N, dim = p.dim;
+  if (i >= static_cast<int64_t>(p.batch) * dim * N) return;
+  const int n = static_cast<int>(i % N);
+  const int64_t bc = i / N;
+  const int c = static_cast<int>(bc % dim), b = static_cast<int>(bc / dim);
+  const float A2 = p.A[static_cast<int64_t>(c) * N + n] * kLog2e;
+  float h = p.h0 ? p.h0[bc * N + n] : 0.f;
+  for (int q = 0; q + 1 < p.P; ++q) {
+    float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + c) * 17;
+    h = fmaf(ex2(w[16] * A2), h, w[n]);
+    w[n] = h;
+  }
+}
+int launch_fold(const ScanK& k, cudaStream_t s) {
+  const int64_t n = static_cast<int64_t>(k.batch) * k.dim * k.N;
+  scan_fwd_fold_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, s>>>(k);
+  return cudaGetLastError();
+}
+
 template <typename T, int S>
 int launch_q_s(const ScanK& k, cudaStream_t s) {
   constexpr int G = kQN / S;
@@ -1334,6 +1364,7 @@ int launch_q_s(const ScanK& k, cudaStream_t s) {
   if (k.P > 1) {
     if (int e = set_smem(scan_fwd_q_kernel<T, S, 1>, smem)) return e;
     scan_fwd_q_kernel<T, S, 1><<<dim3(gx, k.P - 1, k.batch), NT, smem, s>>>(k);
+    if (int e = launch_fold(k, s)) return e;
   }
   if (int e = set_smem(scan_fwd_q_kernel<T, S, 2>, smem)) return e;
   scan_fwd_q_kernel<T, S, 2><<<dim3(gx, k.P, k.batch), NT, smem, s>>>(k);
@@ -1346,6 +1377,7 @@ int launch_seq16(const ScanK& k, cudaStream_t s) {
   if (k.P > 1) {
     if (int e = set_smem(scan_fwd_seq_kernel<T, 1>, smem)) return e;
     scan_fwd_seq_kernel<T, 1><<<dim3(gx, k.P - 1, k.batch), k.CW, smem, s>>>(k);
+    if (int e = launch_fold(k, s)) return e;
   }
   if (int e = set_smem(scan_fwd_seq_kernel<T, 2>, smem)) return e;
   scan_fwd_seq_kernel<T, 2><<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
@@ -1373,12 +1405,30 @@ int launch_fwd(const ScanK& k, cudaStream_t s) {
   kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch), k.NT, k.smem, s>>>(k);
   return cudaGetLastError();
 }
+// The segment pass with k.seg_S states a lane (128 threads a block: 128·S/16 channels).
+template <typename T, int S>
+int launch_bwd_seg_s(const ScanK& k, cudaStream_t s) {
+  constexpr int G = kSeqN / S;
+  const int CW = std::min(k.CW, 128 / G), NT = CW * G;
+  const int smem = seq_layout(sizeof(T), CW, k.N).total;
+  if (int e = set_smem(scan_bwd_seg_kernel<T, S>, smem)) return e;
+  scan_bwd_seg_kernel<T, S><<<dim3((k.dim + CW - 1) / CW, k.P - 1, k.batch), NT, smem, s>>>(k);
+  return cudaGetLastError();
+}
+template <typename T>
+int launch_bwd_seg(const ScanK& k, cudaStream_t s) {
+  switch (k.seg_S) {
+    case 16: return launch_bwd_seg_s<T, 16>(k, s);
+    case 8: return launch_bwd_seg_s<T, 8>(k, s);
+    case 4: return launch_bwd_seg_s<T, 4>(k, s);
+    case 2: return launch_bwd_seg_s<T, 2>(k, s);
+  }
+  return cudaErrorInvalidValue;
+}
 template <typename T, int S>
 int launch_bwd(const ScanK& k, cudaStream_t s) {
   if (k.P > 1) {  // local adjoints of segments 1..P−1 first
-    const int smem = seq_layout(sizeof(T), k.CW, k.N).total;
-    if (int e = set_smem(scan_bwd_seg_kernel<T>, smem)) return e;
-    scan_bwd_seg_kernel<T><<<dim3((k.dim + k.CW - 1) / k.CW, k.P - 1, k.batch), k.CW, smem, s>>>(k);
+    if (int e = launch_bwd_seg<T>(k, s)) return e;
   }
   auto kern = scan_bwd_kernel<T, S, 0>;
   if constexpr (S == 4)

@@ -151,20 +151,24 @@ struct ScanCase {
   const char* seg_fwd = nullptr;  // forward "S,P" (states per lane, time segments) override, or null
                                   // (backward: time segments), or null
   const char* seg_bwd = nullptr;
+  const char* seg_g = nullptr;    // backward segment pass: lanes per channel, or null (the plan's)
 };
 
 std::string case_name(const ::testing::TestParamInfo<ScanCase>& i) { return i.param.name; }
 void PrintTo(const ScanCase& c, std::ostream* os) { *os << c.name; }
 
 struct EnvCfg {
-  EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr) {
+  EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr,
+         const char* sg = nullptr) {
     if (fwd) setenv("MAMBASEQ_SCAN_FWD_CFG", fwd, 1);
     if (bwd) setenv("MAMBASEQ_SCAN_BWD_CFG", bwd, 1);
     if (sf) setenv("MAMBASEQ_SCAN_FWD_Q", sf, 1);
     if (sb) setenv("MAMBASEQ_SCAN_BWD_SEG", sb, 1);
+    if (sg) setenv("MAMBASEQ_SCAN_BWD_SEG_G", sg, 1);
   }
   ~EnvCfg() {
-    for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG"})
+    for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG",
+                          "MAMBASEQ_SCAN_BWD_SEG_G"})
       unsetenv(v);
   }
 };
@@ -219,7 +223,7 @@ class ScanGpu : public Gpu, public ::testing::WithParamInterface<ScanCase> {};
 
 TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   const ScanCase c = GetParam();
-  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd);
+  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.seg_g);
   Rng rng(1000 + c.B * 31 + c.L * 7 + c.N);
   ScanData d(c, rng);
   const auto t = c.t;
@@ -336,6 +340,11 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"seg5_f32_groups2", T::f32, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,5", "2"},
     ScanCase{"seg4_f16_N7_noz", T::f16, 2, 260, 96, 7, 1, false, true, true, true, true, 8, 8, nullptr, nullptr, "8,4", "4"},
     ScanCase{"seg2_f32_bare_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2,2", "2"},
+    // the backward segment pass at each lane split (the plan picks by walkers; small shapes get 8 lanes)
+    ScanCase{"segG1_bf16_h0", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3", "1"},
+    ScanCase{"segG2_f32_N7", T::f32, 2, 260, 96, 7, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4", "4", "2"},
+    ScanCase{"segG4_f16_groups2", T::f16, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,5", "5", "4"},
+    ScanCase{"segG4_f32_dim40_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2,2", "2", "4"},
     // forward lanes per channel (S states a lane) without segments, odd tails, groups
     ScanCase{"q4_f32_h0", T::f32, 3, 151, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1"},
     ScanCase{"q8_bf16_h0", T::bf16, 2, 77, 160, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,1"},

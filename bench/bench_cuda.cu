@@ -19,6 +19,7 @@
 #include <exception>
 #include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -71,42 +72,18 @@ void rnd(const Dev& d, size_t n, bool bf16, uint64_t seed, float lo, float hi) {
   CK(cudaGetLastError());
 }
 
-// Median of `reps` timings (ms) of fn, after warm-up.
-double time_ms(const std::function<void()>& fn, int reps = 25) {
+// Per-call time (ms) of fn: median of `reps` timings, each of `iters` calls between two
+// device events, after 3 warm-up calls. iters = 1 (per call) includes the host's launch
+// latency, the GPU idling until the call's first launch arrives; iters = 20 (queued, see
+// time_queued_ms) is the GPU time alone. The reference is timed both ways too.
+double time_ms(const std::function<void()>& fn, int reps = 25, int iters = 1) {
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a));
   CK(cudaEventCreate(&b));
   for (int i = 0; i < 3; ++i) fn();
   CK(cudaDeviceSynchronize());
   std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    CK(cudaEventRecord(a));
-    fn();
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float ms = 0;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  CK(cudaGetLastError());
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-// The same, with the launches queued: `iters` calls back to back between two events (the
-// GPU never waits for the host), per call; median of 5. Per-call timing above includes
-// the host's launch latency (the GPU idles until the first launch arrives); this one is
-// the GPU time alone. Both are measured the same way for the reference.
-double time_queued_ms(const std::function<void()>& fn, int iters = 20) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) fn();
-  CK(cudaDeviceSynchronize());
-  std::vector<double> t;
-  for (int r = 0; r < 5; ++r) {
+  for (int r = 0; r < reps; ++r) {
     CK(cudaEventRecord(a));
     for (int i = 0; i < iters; ++i) fn();
     CK(cudaEventRecord(b));
@@ -121,6 +98,7 @@ double time_queued_ms(const std::function<void()>& fn, int iters = 20) {
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
 }
+double time_queued_ms(const std::function<void()>& fn) { return time_ms(fn, 5, 20); }
 
 struct Shape {
   int64_t b, d, L, N;
@@ -134,6 +112,7 @@ struct ScanBufs {
   Dev xz, delta, xproj, A, D, bias, out, ckpt, dout, dxz, ddelta, dA, dBC, dD, dbias, ws;
   cu::ScanArgs a;
   cu::ScanGrads g;
+  static constexpr int64_t kMaxSeg = 128;  // time segments the workspace holds (sweeps may force many)
   explicit ScanBufs(const Shape& s_)
       : s(s_),
         rows(s_.b * s_.L),
@@ -154,7 +133,7 @@ struct ScanBufs {
         dBC(rows * 2 * s_.N * 4),
         dD(s_.d * 4),
         dbias(s_.d * 4),
-        ws(s_.b * s_.d * 128 * 17 * 4) {  // room for any time-segment count the sweep forces (≤ 128)
+        ws(s_.b * s_.d * kMaxSeg * 17 * 4) {
     rnd(xz, rows * 2 * s.d, true, 1, -2.f, 2.f);
     rnd(delta, rows * s.d, true, 2, -1.f, 1.f);
     rnd(xproj, rows * E, true, 3, -1.f, 1.f);
@@ -174,8 +153,16 @@ struct ScanBufs {
     g.dD = dD.as<float>(), g.ddelta_bias = dbias.as<float>();
     CK(cudaDeviceSynchronize());
   }
+  // The workspace the plan under the current settings needs, checked against what is held.
+  float* workspace() const {
+    const int64_t need = cu::scan_workspace_floats(a), have = s.b * s.d * kMaxSeg * 17;
+    if (need > have)
+      throw std::runtime_error("needs " + std::to_string(need) + " floats of scan workspace, the bench holds " +
+                               std::to_string(have) + " (at most " + std::to_string(kMaxSeg) + " time segments)");
+    return ws.as<float>();
+  }
   void fwd(bool with_ckpt) {
-    cu::selective_scan_fwd(a, out.as(), s.d, nullptr, with_ckpt ? ckpt.as<float>() : nullptr, nullptr, ws.as<float>());
+    cu::selective_scan_fwd(a, out.as(), s.d, nullptr, with_ckpt ? ckpt.as<float>() : nullptr, nullptr, workspace());
   }
   void zero_grads() {
     CK(cudaMemsetAsync(dA.p, 0, s.d * s.N * 4));
@@ -183,7 +170,7 @@ struct ScanBufs {
     CK(cudaMemsetAsync(dD.p, 0, s.d * 4));
     CK(cudaMemsetAsync(dbias.p, 0, s.d * 4));
   }
-  void bwd() { cu::selective_scan_bwd(a, dout.as(), s.d, ckpt.as<float>(), g, nullptr, ws.as<float>()); }
+  void bwd() { cu::selective_scan_bwd(a, dout.as(), s.d, ckpt.as<float>(), g, nullptr, workspace()); }
   // Bytes each pass must move at least once (bf16 activations, f32 dB/dC).
   double fwd_bytes() const { return rows * (4.0 * s.d * 2 + 2.0 * s.N * 2); }
   double bwd_bytes() const { return rows * (7.0 * s.d * 2 + 2.0 * s.N * 2 + 2.0 * s.N * 4); }
@@ -358,10 +345,16 @@ int main(int argc, char** argv) {
         pos = e + 1;
       }
       if (!vars.empty()) {
-        const double t = time_ms(fn);
+        std::string result;
+        try {
+          std::snprintf(buf, sizeof buf, "%.3f ms", time_ms(fn));
+          result = buf;
+        } catch (const std::exception& e) {  // an item the bench cannot run: say so, go on
+          result = std::string("not run: ") + e.what();
+        }
         for (const auto& v : vars) unsetenv(v.c_str());
-        std::snprintf(buf, sizeof buf, "sweep %s (%lld,%lld,%lld) %s: %.3f ms\n", what, (long long)s.b,
-                      (long long)s.d, (long long)s.L, item.c_str(), t);
+        std::snprintf(buf, sizeof buf, "sweep %s (%lld,%lld,%lld) %s: %s\n", what, (long long)s.b, (long long)s.d,
+                      (long long)s.L, item.c_str(), result.c_str());
         detail += buf;
       }
       item.clear();

@@ -207,7 +207,6 @@ FwdPlan fwd_plan(const ScanArgs& a) {
   // "S,P" override (tests and the benchmark's sweep)
   if (const char* v = std::getenv("MAMBASEQ_SCAN_FWD_Q"); v && *v) std::sscanf(v, "%d,%d", &S, &P);
   if (S != 2 && S != 4 && S != 8 && S != 16) return f;
-  P = std::min(P, 128);  // an override never needs more segments (workspaces are sized for ≤ 128)
   const int G = 16 / S, W = 32 / G;
   const int64_t dpg = a.dim / a.ngroups;
   if (a.ngroups > 1 && dpg % W) return f;
@@ -228,6 +227,7 @@ FwdPlan fwd_plan(const ScanArgs& a) {
 }
 struct BwdPlan {
   int S, G, NT, P, Lseg, CW;
+  int seg_G;  // lanes a channel in the segment pass (P > 1)
 };
 BwdPlan bwd_plan(const ScanArgs& a) {
   BwdPlan p{};
@@ -241,6 +241,11 @@ BwdPlan bwd_plan(const ScanArgs& a) {
   p.P = 1, p.Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
   // Time segments need the lane-per-channel local-adjoint kernel (dstate ≤ 16).
   if (p.CW >= 32) pick_segments(a, a.batch * a.dim * p.G, 192 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
+  // Segment pass: G lanes a channel until ~40K lanes (its walkers are only channels ×
+  // (P − 1): one warp a scheduler at 8·1536 channels and P = 2).
+  p.seg_G = 1;
+  while (p.seg_G < 8 && a.batch * a.dim * (p.P - 1) * p.seg_G < 40 * 1024) p.seg_G *= 2;
+  p.seg_G = env_int("MAMBASEQ_SCAN_BWD_SEG_G", p.seg_G);
   return p;
 }
 
@@ -345,15 +350,9 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   x.check(S == 1 || S == 2 || S == 4, "unsupported states per lane");
   x.check(fill_block(a, k, S, G, NT), "unusable launch shape S={} G={} NT={}", S, G, NT);
   k.P = plan.P, k.Lseg = plan.Lseg, k.CW = plan.CW;
-  // Segment pass: G = 16/S lanes a channel until ~40K lanes (its walkers are only
-  // channels × (P − 1): one warp a scheduler at 8·1536 channels and P = 2).
-  if (k.P > 1) {
-    int G = 1;
-    while (G < 8 && a.batch * a.dim * (k.P - 1) * G < 40 * 1024) G *= 2;
-    G = env_int("MAMBASEQ_SCAN_BWD_SEG_G", G);
-    x.check(G == 1 || G == 2 || G == 4 || G == 8, "MAMBASEQ_SCAN_BWD_SEG_G must be 1, 2, 4 or 8");
-    k.seg_S = 16 / G;
-  }
+  x.check(plan.seg_G == 1 || plan.seg_G == 2 || plan.seg_G == 4 || plan.seg_G == 8,
+          "MAMBASEQ_SCAN_BWD_SEG_G must be 1, 2, 4 or 8");
+  k.seg_S = 16 / plan.seg_G;
   const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
   k.ws = ws.p;
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});

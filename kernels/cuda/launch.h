@@ -17,7 +17,8 @@ struct ScanK {
   int dpg = 0;                            // channels per B/C group
   // Time segments: P blocks walk one sequence's channels in parallel, each over Lseg
   // tokens; a first pass leaves each segment's local end state (forward) or local
-  // adjoint (backward) in ws [batch, P, dim, 17], folded by the segments after it.
+  // adjoint (backward) in ws [batch, P, dim, 17]; the forward's fold kernel turns them
+  // into start states in place, the backward's segments fold them themselves.
   int P = 1, Lseg = 0;
   bool seq = false;                       // forward, dstate <= 16: 16/S lanes per channel, S states each
   int CW = 0;                             // channels per block of those kernels (bwd segment pass: at most)

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -603,6 +604,30 @@ TEST_F(Gpu, ConvStepsReproduceTheConv) {
     EXPECT_LT(rel_err(got, want), t == T::f32 ? 1e-6 : 1e-2) << cu::dtype_name(t);
     EXPECT_THROW(cu::conv1d_step(a, state.ptr(), ot.ptr(), C), Error);  // len ≠ 1
   }
+}
+
+// Row strides past 32 bits (the fast paths' address arithmetic) are refused before any
+// launch, with the stride named.
+TEST_F(Gpu, ConvRefusesRowStridesPast32Bits) {
+  const int64_t C = 64, huge = int64_t(1) << 31;
+  Buf bx(4 * C, T::bf16), bw(C * 4, T::f32), bo(4 * C, T::bf16), bdw(C * 4, T::f32);
+  cu::Conv1dArgs a;
+  a.dtype = T::bf16, a.batch = 1, a.len = 4, a.channels = C, a.width = 4, a.x = bx.ptr(), a.x_ld = huge;
+  a.w = bw.f();
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  std::string m = message([&] { cu::conv1d_fwd(a, bo.ptr(), C, nullptr); });
+  EXPECT_NE(m.find("x_ld >= 2^31"), std::string::npos) << m;
+  EXPECT_NE(m.find("conv1d_fwd"), std::string::npos) << m;
+  a.x_ld = C;
+  m = message([&] { cu::conv1d_bwd(a, bo.ptr(), huge, bo.ptr(), C, bdw.f(), nullptr, nullptr); });
+  EXPECT_NE(m.find("dout_ld or dx_ld >= 2^31"), std::string::npos) << m;
 }
 
 }  // namespace

@@ -244,7 +244,7 @@ BwdPlan bwd_plan(const ScanArgs& a) {
   // Segment pass: G lanes a channel until ~40K lanes (its walkers are only channels ×
   // (P − 1): one warp a scheduler at 8·1536 channels and P = 2).
   p.seg_G = 1;
-  while (p.seg_G < 8 && a.batch * a.dim * (p.P - 1) * p.seg_G < 40 * 1024) p.seg_G *= 2;
+  while (p.P > 1 && p.seg_G < 8 && a.batch * a.dim * (p.P - 1) * p.seg_G < 40 * 1024) p.seg_G *= 2;
   p.seg_G = env_int("MAMBASEQ_SCAN_BWD_SEG_G", p.seg_G);
   return p;
 }

@@ -8,6 +8,7 @@
 # SWEEP_FWD / SWEEP_BWD / SWEEP_CONV="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
 # log, e.g. SWEEP_FWD="MAMBASEQ_SCAN_FWD_Q=4,1 MAMBASEQ_SCAN_FWD_Q=16,64"
 # SWEEP_CONV="MAMBASEQ_CONV_RUN=128 MAMBASEQ_CONV_RING=1 MAMBASEQ_CONV_INTERIOR=0".
+# PROFILE / PROFILE_REF: Nsight Compute summaries of ours / the reference's kernels (below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out-gpu}
@@ -59,5 +60,14 @@ if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then
       build-gpu/bench/bench_cuda --profile "$i" >> "$OUT/ncu.txt" 2>&1
   done
   echo "ncu: $(grep -c 'scan_\|conv_' "$OUT/ncu.txt") lines (ncu.txt)" | tee -a "$log"
+fi
+# PROFILE_REF="0": the same for the reference's kernels at those shapes (its harness has a
+# --profile mode that runs scan fwd+bwd and conv fwd+bwd once between profiler start/stop).
+if [ -n "${PROFILE_REF:-}" ] && [ -n "$ref" ] && command -v ncu > /dev/null; then
+  for i in $PROFILE_REF; do
+    (cd .ref && ncu --profile-from-start off --clock-control none --section SpeedOfLight --section Occupancy \
+      --section LaunchStats python3 bench.py --profile "$i") >> "$OUT/ncu_ref.txt" 2>&1
+  done
+  echo "ncu (reference): $(grep -c 'Duration' "$OUT/ncu_ref.txt") kernels (ncu_ref.txt)" | tee -a "$log"
 fi
 exit $trc

@@ -153,6 +153,8 @@ struct ScanCase {
                                   // (backward: time segments), or null
   const char* seg_bwd = nullptr;
   const char* seg_g = nullptr;    // backward segment pass: lanes per channel, or null (the plan's)
+  const char* overlap = nullptr;  // backward: "1" runs the last segment beside the segment pass (side stream)
+  bool stream = false;            // run on a user-created non-blocking stream (else the legacy one)
 };
 
 std::string case_name(const ::testing::TestParamInfo<ScanCase>& i) { return i.param.name; }
@@ -160,16 +162,17 @@ void PrintTo(const ScanCase& c, std::ostream* os) { *os << c.name; }
 
 struct EnvCfg {
   EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr,
-         const char* sg = nullptr) {
+         const char* sg = nullptr, const char* ov = nullptr) {
     if (fwd) setenv("MAMBASEQ_SCAN_FWD_CFG", fwd, 1);
     if (bwd) setenv("MAMBASEQ_SCAN_BWD_CFG", bwd, 1);
     if (sf) setenv("MAMBASEQ_SCAN_FWD_Q", sf, 1);
     if (sb) setenv("MAMBASEQ_SCAN_BWD_SEG", sb, 1);
     if (sg) setenv("MAMBASEQ_SCAN_BWD_SEG_G", sg, 1);
+    if (ov) setenv("MAMBASEQ_SCAN_BWD_OVERLAP", ov, 1);
   }
   ~EnvCfg() {
     for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG",
-                          "MAMBASEQ_SCAN_BWD_SEG_G"})
+                          "MAMBASEQ_SCAN_BWD_SEG_G", "MAMBASEQ_SCAN_BWD_OVERLAP"})
       unsetenv(v);
   }
 };
@@ -224,7 +227,18 @@ class ScanGpu : public Gpu, public ::testing::WithParamInterface<ScanCase> {};
 
 TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   const ScanCase c = GetParam();
-  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.seg_g);
+  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.seg_g, c.overlap);
+  // A non-blocking stream shares no implicit order with the legacy stream the buffers'
+  // copies use, so every result is read after syncing it: work the call forks elsewhere
+  // must be joined back into it.
+  cudaStream_t st = nullptr;
+  if (c.stream) CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  struct StreamGuard {
+    cudaStream_t s;
+    ~StreamGuard() {
+      if (s) cudaStreamDestroy(s);
+    }
+  } guard{st};
   Rng rng(1000 + c.B * 31 + c.L * 7 + c.N);
   ScanData d(c, rng);
   const auto t = c.t;
@@ -266,8 +280,9 @@ TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
 
   Buf out(rows * D, t), hf(c.B * D * N, cu::DType::f32), ck(cu::scan_checkpoint_floats(a), cu::DType::f32);
   out.poison(), hf.poison(), ck.poison();
-  cu::selective_scan_fwd(a, out.ptr(), D, hf.f(), ck.f());
   CUDA_OK(cudaDeviceSynchronize());
+  cu::selective_scan_fwd(a, out.ptr(), D, hf.f(), ck.f(), st);
+  CUDA_OK(cudaStreamSynchronize(st));
   EXPECT_LT(rel_err(out.get(), ref_out), tol(t)) << "out";
   EXPECT_LT(rel_err(hf.get(), ref_hf), 1e-5 * (t == cu::DType::f32 ? 1 : 1000)) << "h_final";
 
@@ -285,8 +300,9 @@ TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   g.du = du.ptr(), g.du_ld = D, g.ddelta = dd.ptr(), g.ddelta_ld = D, g.dz = dz.ptr(), g.dz_ld = D;
   g.dA = dA.f(), g.dB = dB.f(), g.dC = dC.f(), g.dbc_ld = c.G * N, g.dD = dD.f(), g.ddelta_bias = db.f();
   g.dh0 = c.h0 ? dh0.f() : nullptr;
-  cu::selective_scan_bwd(a, dout.ptr(), D, ck.f(), g);
   CUDA_OK(cudaDeviceSynchronize());
+  cu::selective_scan_bwd(a, dout.ptr(), D, ck.f(), g, st);
+  CUDA_OK(cudaStreamSynchronize(st));
   EXPECT_LT(rel_err(du.get(), r_du), tol(t)) << "du";
   EXPECT_LT(rel_err(dd.get(), r_dd), tol(t)) << "ddelta";
   if (c.z) {
@@ -346,6 +362,11 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"segG2_f32_N7", T::f32, 2, 260, 96, 7, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4", "4", "2"},
     ScanCase{"segG4_f16_groups2", T::f16, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,5", "5", "4"},
     ScanCase{"segG4_f32_dim40_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2,2", "2", "4"},
+    // the backward's last segment beside the segment pass on a side stream (opt-in) or
+    // after it, on the legacy stream or a user's non-blocking one
+    ScanCase{"seg3_bf16_h0_overlap", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3", nullptr, "1"},
+    ScanCase{"seg6_f32_user_stream_overlap", T::f32, 2, 1500, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "6", nullptr, "1", true},
+    ScanCase{"seg2_bf16_user_stream", T::bf16, 3, 2100, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, "2", "2", "0", true},
     // forward lanes per channel (S states a lane) without segments, odd tails, groups
     ScanCase{"q4_f32_h0", T::f32, 3, 151, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1"},
     ScanCase{"q8_bf16_h0", T::bf16, 2, 77, 160, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,1"},

@@ -314,9 +314,9 @@ int main(int argc, char** argv) {
   auto qget = [&](const char* kind, const Shape& s) {
     return qref.count(key(kind, s)) ? qref[key(kind, s)] : std::make_pair(0.0, 0.0);
   };
-  // SWEEP_FWD / SWEEP_BWD / SWEEP_CONV="VAR=VAL[,VAR=VAL] ...": the scan forward (without
-  // checkpoints), the scan backward or the conv forward + backward timed under each item's
-  // settings in turn.
+  // SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV="VAR=VAL[,VAR=VAL] ...": the scan forward
+  // (without checkpoints), the scan backward, the scan forward (with checkpoints) +
+  // backward or the conv forward + backward timed under each item's settings in turn.
   auto sweep_items = [&](const Shape& s, const char* env, const char* what, const std::function<void()>& fn) {
     const char* sv = std::getenv(env);
     if (!sv) return;
@@ -380,6 +380,7 @@ int main(int argc, char** argv) {
       sweep_items(s, "SWEEP_FWD", "fwd", [&] { sb.fwd(false); });
       sb.fwd(true);
       sweep_items(s, "SWEEP_BWD", "bwd", [&] { sb.zero_grads(); sb.bwd(); });
+      sweep_items(s, "SWEEP_FB", "fwd+bwd", [&] { sb.zero_grads(); sb.fwd(true); sb.bwd(); });
     }
     for (const Shape& s : kShapes) {
       ConvBufs cb(s);

@@ -5,10 +5,13 @@
 # tests; time the reference kernels if a reference harness is present in .ref/ (kept out
 # of the repository: it builds third-party sources); run bench_cuda with the reference
 # times side by side, writing $OUT/cuda_h100.md (copied to bench/results/ by hand).
-# SWEEP_FWD / SWEEP_BWD / SWEEP_CONV="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
+# SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
 # log, e.g. SWEEP_FWD="MAMBASEQ_SCAN_FWD_Q=4,1 MAMBASEQ_SCAN_FWD_Q=16,64"
 # SWEEP_CONV="MAMBASEQ_CONV_RUN=128 MAMBASEQ_CONV_RING=1 MAMBASEQ_CONV_INTERIOR=0".
 # PROFILE / PROFILE_REF: Nsight Compute summaries of ours / the reference's kernels (below).
+# SASS="regex": the SASS of our kernels whose mangled names match, into sass.txt.
+# The secondary logs (build, reference build, ncu, sass) come back packed in logs.tgz, so
+# that one call returns at most summary.log, tests.log, cuda_h100.md, ref.csv and logs.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/out-gpu}
@@ -55,7 +58,7 @@ build-gpu/bench/bench_cuda $ref --out "$OUT/cuda_h100.md" 2>&1 | tee -a "$log"
 if [ -n "${PROFILE:-}" ] && command -v ncu > /dev/null; then
   for i in $PROFILE; do
     ncu --clock-control none --kernel-name regex:"${PROFILE_KERNELS:-scan_|conv_}" --section SpeedOfLight \
-      --section Occupancy --section ComputeWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section LaunchStats \
+      --section Occupancy --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section LaunchStats \
       ${PROFILE_SOURCE:+--section SourceCounters --print-details all} \
       build-gpu/bench/bench_cuda --profile "$i" >> "$OUT/ncu.txt" 2>&1
   done
@@ -70,4 +73,10 @@ if [ -n "${PROFILE_REF:-}" ] && [ -n "$ref" ] && command -v ncu > /dev/null; the
   done
   echo "ncu (reference): $(grep -c 'Duration' "$OUT/ncu_ref.txt") kernels (ncu_ref.txt)" | tee -a "$log"
 fi
+if [ -n "${SASS:-}" ] && command -v cuobjdump > /dev/null; then
+  cuobjdump -sass build-gpu/bench/bench_cuda | awk -v re="$SASS" '/Function :/ { keep = ($0 ~ re) } keep' > "$OUT/sass.txt"
+  echo "sass: $(grep -c 'Function :' "$OUT/sass.txt") kernels (sass.txt)" | tee -a "$log"
+fi
+(cd "$OUT" && packed=$(ls build.log ref_build.log ncu.txt ncu_ref.txt sass.txt 2>/dev/null) \
+  && tar czf logs.tgz $packed && rm -f $packed)
 exit $trc

@@ -291,6 +291,8 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   ScanK k;
   fill_common(k, a);
   k.out = out, k.out_ld = out_ld, k.h_final = h_final, k.ckpt = ckpt;
+  // 16-byte checkpoint stores (MAMBASEQ_SCAN_CK4=0: scalar ones, for the benchmark's A/B)
+  k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16) && aligned(h_final, 16) && env_int("MAMBASEQ_SCAN_CK4", 1) != 0;
   const FwdPlan plan = fwd_plan(a);
   if (plan.seq) {
     k.seq = true, k.S = plan.S, k.CW = plan.CW, k.CB = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;
@@ -341,6 +343,7 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   ScanK k;
   fill_common(k, a);
   k.ckpt_in = ckpt, k.dout = dout, k.dout_ld = dout_ld;
+  k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16) && env_int("MAMBASEQ_SCAN_CK4", 1) != 0;
   k.du = g.du, k.du_ld = g.du_ld, k.ddelta = g.ddelta, k.ddelta_ld = g.ddelta_ld;
   k.dz = a.z ? g.dz : nullptr, k.dz_ld = g.dz_ld;
   k.dA = g.dA, k.dB = g.dB, k.dC = g.dC, k.dbc_ld = g.dbc_ld;

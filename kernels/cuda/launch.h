@@ -38,6 +38,7 @@ struct ScanK {
   float* h_final = nullptr;
   float* ckpt = nullptr;
   const float* ckpt_in = nullptr;
+  bool ck4 = false;  // checkpoints and h_final by 16-byte accesses (N % 4 == 0, 16-byte aligned)
   // backward
   const void* dout = nullptr;
   int64_t dout_ld = 0;

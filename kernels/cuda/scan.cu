@@ -109,6 +109,39 @@ __device__ __forceinline__ float sum_lanes(const float* p, int G) {
   return s;
 }
 
+// A lane's S states n0 .. n0+S−1 of one channel's [N] row of the checkpoints, h0 or h_final
+// (16-byte accesses when v4: N % 4 == 0 and the buffers 16-byte aligned; scalar ones left
+// 32 partly written sectors per warp instruction, ~4× the bytes at the L2).
+template <int S>
+__device__ __forceinline__ void store_states(float* row, const float (&h)[S], int n0, int N, bool v4) {
+  if constexpr (S % 4 == 0) {
+    if (v4) {
+#pragma unroll
+      for (int s = 0; s < S; s += 4)
+        if (n0 + s < N) *reinterpret_cast<float4*>(row + n0 + s) = make_float4(h[s], h[s + 1], h[s + 2], h[s + 3]);
+      return;
+    }
+  }
+#pragma unroll
+  for (int s = 0; s < S; ++s)
+    if (n0 + s < N) row[n0 + s] = h[s];
+}
+template <int S>
+__device__ __forceinline__ void load_states(float (&h)[S], const float* row, int n0, int N, bool v4) {
+  if constexpr (S % 4 == 0) {
+    if (v4) {
+#pragma unroll
+      for (int s = 0; s < S; s += 4) {
+        const float4 v = n0 + s < N ? *reinterpret_cast<const float4*>(row + n0 + s) : make_float4(0.f, 0.f, 0.f, 0.f);
+        h[s] = v.x, h[s + 1] = v.y, h[s + 2] = v.z, h[s + 3] = v.w;
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int s = 0; s < S; ++s) h[s] = n0 + s < N ? row[n0 + s] : 0.f;
+}
+
 // Stage rows [t0, t0+Tt) of a [rows, dim] tensor's channels [c0, c0+CB) into smem
 // (zeros outside the sequence or the channel range).
 template <typename T>
@@ -374,10 +407,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
     if (tile + 1 < ntiles) issue(tile + 1);  // lands while this tile is scanned
 
     if (p.ckpt && (t0 % kChunk) == 0 && cvalid) {
-      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N;
-#pragma unroll
-      for (int s = 0; s < S; ++s)
-        if (g * S + s < N) dst[g * S + s] = h[s];
+      store_states<S>(p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N, h, g * S, N, p.ck4);
     }
 
     // scan: sequential in time, S independent recurrences per lane, U tokens a group.
@@ -418,12 +448,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
     __syncthreads();  // dd/bc ready for the next scan; this tile's buffers free for issue()
   }
 
-  if (p.h_final && cvalid) {
-    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + c) * N;
-#pragma unroll
-    for (int s = 0; s < S; ++s)
-      if (g * S + s < N) dst[g * S + s] = h[s];
-  }
+  if (p.h_final && cvalid) store_states<S>(p.h_final + (static_cast<int64_t>(b) * dim + c) * N, h, g * S, N, p.ck4);
 }
 
 // ---- forward, G lanes per channel, S = 16/G states per lane ----------------------------
@@ -540,10 +565,7 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
     const int t0 = s0 + i * kQT, tn = min(kQT, s1 - t0);
     if (i + 1 < ntiles) issue(i + 1);
     if (PASS == 2 && p.ckpt && (t0 % kChunk) == 0 && cvalid) {
-      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N;
-#pragma unroll
-      for (int s = 0; s < S; ++s)
-        if (q * S + s < N) dst[q * S + s] = h[s];
+      store_states<S>(p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N, h, q * S, N, p.ck4);
     }
     const T* rd = raw(i);
     const T* ru = rd + kQT * CB;
@@ -651,10 +673,7 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
       if (q * S + s < N) w[q * S + s] = h[s];
     if (q == 0) w[16] = dsum;
   } else if (p.h_final && seg == p.P - 1 && cvalid) {
-    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + c) * N;
-#pragma unroll
-    for (int s = 0; s < S; ++s)
-      if (q * S + s < N) dst[q * S + s] = h[s];
+    store_states<S>(p.h_final + (static_cast<int64_t>(b) * dim + c) * N, h, q * S, N, p.ck4);
   }
 }
 
@@ -758,10 +777,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
     const int t0 = s0 + i * kSeqT, tn = min(kSeqT, s1 - t0);
     if (i + 1 < ntiles) issue(i + 1);
     if (PASS == 2 && p.ckpt && (t0 % kChunk) == 0 && cvalid) {
-      float* dst = p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N;
-#pragma unroll
-      for (int n = 0; n < kSeqN; ++n)
-        if (n < N) dst[n] = h[n];
+      store_states<kSeqN>(p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N, h, 0, N, p.ck4);
     }
     const T* rd = raw(i);
     const T* ru = rd + kSeqT * CW;
@@ -813,10 +829,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
       if (n < N) w[n] = h[n];
     w[16] = dsum;
   } else if (p.h_final && seg == p.P - 1) {
-    float* dst = p.h_final + (static_cast<int64_t>(b) * dim + c) * N;
-#pragma unroll
-    for (int n = 0; n < kSeqN; ++n)
-      if (n < N) dst[n] = h[n];
+    store_states<kSeqN>(p.h_final + (static_cast<int64_t>(b) * dim + c) * N, h, 0, N, p.ck4);
   }
 }
 
@@ -1034,9 +1047,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
     // pass a: states at the sub-chunk starts (each lane reads back only its own).
     {
       float h[S];
-      const float* src = p.ckpt_in + ((static_cast<int64_t>(b) * p.nck + k) * dim + c) * N;
-#pragma unroll
-      for (int s = 0; s < S; ++s) h[s] = cvalid && g * S + s < N ? src[g * S + s] : 0.f;
+      load_states<S>(h, p.ckpt_in + ((static_cast<int64_t>(b) * p.nck + k) * dim + (cvalid ? c : 0)) * N, g * S, cvalid ? N : 0, p.ck4);
       for (int tb = 0; tb < tn; tb += kTS) {
         float2 d[kTS];
         float Bv[kTS][S], Cv[kTS][S];

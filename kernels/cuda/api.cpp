@@ -363,8 +363,8 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   k.bwd_fixed = env_int("MAMBASEQ_SCAN_BWD_FIXED", 1) != 0;
   k.bwd_ve = env_int("MAMBASEQ_SCAN_BWD_VE", 0);
   k.bwd_ilp = env_int("MAMBASEQ_SCAN_BWD_ILP", 1) != 0;
-  // Opt-in until timed on a GPU (bench/NOTES-cuda.md, session 6).
-  k.bwd_overlap = env_int("MAMBASEQ_SCAN_BWD_OVERLAP", 0) != 0;
+  // The last time segment beside the segment pass (bench/NOTES-cuda.md v20); =0: one stream.
+  k.bwd_overlap = env_int("MAMBASEQ_SCAN_BWD_OVERLAP", 1) != 0;
   x.check(k.bwd_ve == 0 || k.bwd_ve == 1 || k.bwd_ve == 2 || k.bwd_ve == 4, "MAMBASEQ_SCAN_BWD_VE must be 1, 2 or 4");
   k.smem = detail::scan_bwd_smem(es, k.NT, k.CB, k.Tsub, k.N, k.Npad, k.S);
   x.check(k.smem <= 227 * 1024, "needs {} bytes of shared memory", k.smem);

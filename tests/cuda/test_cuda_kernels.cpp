@@ -153,7 +153,7 @@ struct ScanCase {
                                   // (backward: time segments), or null
   const char* seg_bwd = nullptr;
   const char* seg_g = nullptr;    // backward segment pass: lanes per channel, or null (the plan's)
-  const char* overlap = nullptr;  // backward: "1" runs the last segment beside the segment pass (side stream)
+  const char* overlap = nullptr;  // backward: "0" one stream, "1" the last segment beside the segment pass (the default)
   bool stream = false;            // run on a user-created non-blocking stream (else the legacy one)
   int64_t ck_off = 0;             // checkpoints and h_final this many floats into their buffers (1: scalar accesses)
 };
@@ -366,9 +366,10 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"segG2_f32_N7", T::f32, 2, 260, 96, 7, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4", "4", "2"},
     ScanCase{"segG4_f16_groups2", T::f16, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,5", "5", "4"},
     ScanCase{"segG4_f32_dim40_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2,2", "2", "4"},
-    // the backward's last segment beside the segment pass on a side stream (opt-in) or
+    // the backward's last segment beside the segment pass on a side stream (the default) or
     // after it, on the legacy stream or a user's non-blocking one
     ScanCase{"seg3_bf16_h0_overlap", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3", nullptr, "1"},
+    ScanCase{"seg3_bf16_h0_one_stream", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3", nullptr, "0"},
     ScanCase{"seg6_f32_user_stream_overlap", T::f32, 2, 1500, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "6", nullptr, "1", true},
     ScanCase{"seg2_bf16_user_stream", T::bf16, 3, 2100, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, "2", "2", "0", true},
     // checkpoints and h_final 4 bytes off 16-byte alignment (scalar accesses), per kernel family

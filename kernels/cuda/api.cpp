@@ -166,13 +166,13 @@ int env_int(const char* name, int dflt) {
 }
 
 // Time segments: enough independent (sequence, channel, segment) walkers to fill the
-// chip, segments of at least `min_seg` tokens, a multiple of kScanChunk each.
-void pick_segments(const ScanArgs& a, int64_t lanes_per_seg, int64_t want, int min_seg, const char* env,
-                   int* P, int* Lseg) {
+// chip, segments of at least `min_seg` tokens (a multiple of kScanChunk each), at most max_p.
+void pick_segments(const ScanArgs& a, int64_t lanes_per_seg, int64_t want, int min_seg, int max_p,
+                   const char* env, int* P, int* Lseg) {
   int p = env_int(env, 0);
   if (p <= 0) {
     p = 1;
-    while (lanes_per_seg * p < want && a.len / (2 * p) >= min_seg && p < 64) p *= 2;
+    while (lanes_per_seg * p < want && a.len / (2 * p) >= min_seg && p < max_p) p *= 2;
   }
   int64_t seg = (a.len + p - 1) / p;
   seg = (seg + kScanChunk - 1) / kScanChunk * kScanChunk;
@@ -239,8 +239,11 @@ BwdPlan bwd_plan(const ScanArgs& a) {
   }
   p.CW = seq_width(a);
   p.P = 1, p.Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
-  // Time segments need the lane-per-channel local-adjoint kernel (dstate ≤ 16).
-  if (p.CW >= 32) pick_segments(a, a.batch * a.dim * p.G, 192 * 1024, 1024, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
+  // Time segments need the lane-per-channel local-adjoint kernel (dstate ≤ 16). ~384K
+  // lanes, segments of ≥ 256 tokens, ≤ 32 of them (H100, session 7: (8,1536,2048) P = 8
+  // 1.241 ms against P = 2 1.294 and P = 4 1.268; (2,1536,16384) P = 32 2.541 ≈ P = 16).
+  if (p.CW >= 32)
+    pick_segments(a, a.batch * a.dim * p.G, 384 * 1024, 256, 32, "MAMBASEQ_SCAN_BWD_SEG", &p.P, &p.Lseg);
   // Segment pass: G lanes a channel until ~40K lanes (its walkers are only channels ×
   // (P − 1): one warp a scheduler at 8·1536 channels and P = 2).
   p.seg_G = 1;
@@ -363,8 +366,6 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   k.bwd_fixed = env_int("MAMBASEQ_SCAN_BWD_FIXED", 1) != 0;
   k.bwd_ve = env_int("MAMBASEQ_SCAN_BWD_VE", 0);
   k.bwd_ilp = env_int("MAMBASEQ_SCAN_BWD_ILP", 1) != 0;
-  // The last time segment beside the segment pass (bench/NOTES-cuda.md v20); =0: one stream.
-  k.bwd_overlap = env_int("MAMBASEQ_SCAN_BWD_OVERLAP", 1) != 0;
   x.check(k.bwd_ve == 0 || k.bwd_ve == 1 || k.bwd_ve == 2 || k.bwd_ve == 4, "MAMBASEQ_SCAN_BWD_VE must be 1, 2 or 4");
   k.smem = detail::scan_bwd_smem(es, k.NT, k.CB, k.Tsub, k.N, k.Npad, k.S);
   x.check(k.smem <= 227 * 1024, "needs {} bytes of shared memory", k.smem);

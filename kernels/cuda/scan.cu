@@ -947,7 +947,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
             Npad = FX ? FN : p.Npad;
   const int lgG = FX ? ilog2c(FG) : __ffs(G) - 1, lgCB = FX ? ilog2c(FCB) : __ffs(CB) - 1;
   const int cl = tid >> lgG, g = tid & (G - 1);
-  const int b = blockIdx.y, c0 = blockIdx.x * CB, c = c0 + cl, seg = blockIdx.z + p.seg0;
+  const int b = blockIdx.y, c0 = blockIdx.x * CB, c = c0 + cl, seg = blockIdx.z;
   const bool cvalid = c < dim;
   const int grp = c0 / p.dpg;
   const int64_t row0 = static_cast<int64_t>(b) * L;
@@ -1436,31 +1436,6 @@ int launch_bwd_seg(const ScanK& k, cudaStream_t s) {
   }
   return cudaErrorInvalidValue;
 }
-// A non-blocking side stream and two events per (host thread, device), made on first use
-// and kept: the backward forks work onto it and joins it back within one call.
-struct SideStream {
-  cudaStream_t s = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
-};
-int side_stream(SideStream** out) {
-  thread_local SideStream per_dev[64];
-  int dev = 0;
-  if (cudaError_t e = cudaGetDevice(&dev)) return e;
-  if (dev < 0 || dev >= 64) return cudaErrorInvalidDevice;
-  SideStream& ss = per_dev[dev];
-  if (!ss.s) {
-    if (cudaError_t e = cudaStreamCreateWithFlags(&ss.s, cudaStreamNonBlocking)) return e;
-    if (cudaError_t e = cudaEventCreateWithFlags(&ss.fork, cudaEventDisableTiming)) return e;
-    if (cudaError_t e = cudaEventCreateWithFlags(&ss.join, cudaEventDisableTiming)) return e;
-  }
-  *out = &ss;
-  return cudaSuccess;
-}
-
-// With time segments the last segment needs nothing from the segment pass, so it runs on
-// the caller's stream beside [segment pass -> segments 0..P-2] on the side stream
-// (fork and join by events): the pass's few warps and each launch's last partial wave
-// share the chip with other work instead of idling it. k.bwd_overlap = false: one stream.
 template <typename T, int S>
 int launch_bwd(const ScanK& k, cudaStream_t s) {
   auto kern = scan_bwd_kernel<T, S, 0>;
@@ -1468,29 +1443,10 @@ int launch_bwd(const ScanK& k, cudaStream_t s) {
     if (k.bwd_fixed && k.N == 16 && k.Npad == 16 && k.G == 4 && k.NT == 128 && k.CB == 32)
       kern = scan_bwd_kernel<T, 4, 16>;
   if (int e = set_smem(kern, k.smem)) return e;
-  const unsigned gx = (k.dim + k.CB - 1) / k.CB;
-  auto segs = [&](int seg0, int nseg, cudaStream_t st) {
-    ScanK kk = k;
-    kk.seg0 = seg0;
-    kern<<<dim3(gx, k.batch, nseg), k.NT, k.smem, st>>>(kk);
-    return static_cast<int>(cudaGetLastError());
-  };
-  if (k.P == 1) return segs(0, 1, s);
-  if (!k.bwd_overlap) {  // local adjoints of segments 1..P−1 first
+  if (k.P > 1)  // local adjoints of segments 1..P−1 first
     if (int e = launch_bwd_seg<T>(k, s)) return e;
-    return segs(0, k.P, s);
-  }
-  SideStream* ss = nullptr;
-  if (int e = side_stream(&ss)) return e;
-  if (cudaError_t e = cudaEventRecord(ss->fork, s)) return e;
-  if (cudaError_t e = cudaStreamWaitEvent(ss->s, ss->fork, 0)) return e;
-  int e = launch_bwd_seg<T>(k, ss->s);
-  if (!e) e = segs(k.P - 1, 1, s);
-  if (!e) e = segs(0, k.P - 1, ss->s);
-  // Joined even after a failed launch, so the caller's stream never runs ahead of the side's.
-  const cudaError_t j = cudaEventRecord(ss->join, ss->s);
-  const cudaError_t w = j ? j : cudaStreamWaitEvent(s, ss->join, 0);
-  return e ? e : static_cast<int>(w);
+  kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch, k.P), k.NT, k.smem, s>>>(k);
+  return cudaGetLastError();
 }
 
 template <typename T>

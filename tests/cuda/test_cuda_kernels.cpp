@@ -153,7 +153,6 @@ struct ScanCase {
                                   // (backward: time segments), or null
   const char* seg_bwd = nullptr;
   const char* seg_g = nullptr;    // backward segment pass: lanes per channel, or null (the plan's)
-  const char* overlap = nullptr;  // backward: "0" one stream, "1" the last segment beside the segment pass (the default)
   bool stream = false;            // run on a user-created non-blocking stream (else the legacy one)
   int64_t ck_off = 0;             // checkpoints and h_final this many floats into their buffers (1: scalar accesses)
 };
@@ -163,17 +162,16 @@ void PrintTo(const ScanCase& c, std::ostream* os) { *os << c.name; }
 
 struct EnvCfg {
   EnvCfg(const char* fwd, const char* bwd, const char* sf = nullptr, const char* sb = nullptr,
-         const char* sg = nullptr, const char* ov = nullptr) {
+         const char* sg = nullptr) {
     if (fwd) setenv("MAMBASEQ_SCAN_FWD_CFG", fwd, 1);
     if (bwd) setenv("MAMBASEQ_SCAN_BWD_CFG", bwd, 1);
     if (sf) setenv("MAMBASEQ_SCAN_FWD_Q", sf, 1);
     if (sb) setenv("MAMBASEQ_SCAN_BWD_SEG", sb, 1);
     if (sg) setenv("MAMBASEQ_SCAN_BWD_SEG_G", sg, 1);
-    if (ov) setenv("MAMBASEQ_SCAN_BWD_OVERLAP", ov, 1);
   }
   ~EnvCfg() {
     for (const char* v : {"MAMBASEQ_SCAN_FWD_CFG", "MAMBASEQ_SCAN_BWD_CFG", "MAMBASEQ_SCAN_FWD_Q", "MAMBASEQ_SCAN_BWD_SEG",
-                          "MAMBASEQ_SCAN_BWD_SEG_G", "MAMBASEQ_SCAN_BWD_OVERLAP"})
+                          "MAMBASEQ_SCAN_BWD_SEG_G"})
       unsetenv(v);
   }
 };
@@ -228,7 +226,7 @@ class ScanGpu : public Gpu, public ::testing::WithParamInterface<ScanCase> {};
 
 TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   const ScanCase c = GetParam();
-  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.seg_g, c.overlap);
+  EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.seg_g);
   // A non-blocking stream shares no implicit order with the legacy stream the buffers'
   // copies use, so every result is read after syncing it: work the call forks elsewhere
   // must be joined back into it.
@@ -366,16 +364,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"segG2_f32_N7", T::f32, 2, 260, 96, 7, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4", "4", "2"},
     ScanCase{"segG4_f16_groups2", T::f16, 3, 333, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,5", "5", "4"},
     ScanCase{"segG4_f32_dim40_N12", T::f32, 1, 200, 40, 12, 1, false, false, false, false, false, 1, 3, nullptr, nullptr, "2,2", "2", "4"},
-    // the backward's last segment beside the segment pass on a side stream (the default) or
-    // after it, on the legacy stream or a user's non-blocking one
-    ScanCase{"seg3_bf16_h0_overlap", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3", nullptr, "1"},
-    ScanCase{"seg3_bf16_h0_one_stream", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "3", nullptr, "0"},
-    ScanCase{"seg6_f32_user_stream_overlap", T::f32, 2, 1500, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,3", "6", nullptr, "1", true},
-    ScanCase{"seg2_bf16_user_stream", T::bf16, 3, 2100, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, "2", "2", "0", true},
+    // a user's non-blocking stream (results read after syncing it alone)
+    ScanCase{"seg2_bf16_user_stream", T::bf16, 3, 2100, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, "2", "2", true},
     // checkpoints and h_final 4 bytes off 16-byte alignment (scalar accesses), per kernel family
-    ScanCase{"ckpt_unaligned_q4_bf16", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1", "2", nullptr, nullptr, false, 1},
-    ScanCase{"ckpt_unaligned_seq_f32", T::f32, 2, 300, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3", "3", nullptr, nullptr, false, 1},
-    ScanCase{"ckpt_unaligned_N32_f32", T::f32, 2, 130, 32, 32, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, false, 1},
+    ScanCase{"ckpt_unaligned_q4_bf16", T::bf16, 2, 300, 128, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1", "2", nullptr, false, 1},
+    ScanCase{"ckpt_unaligned_seq_f32", T::f32, 2, 300, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3", "3", nullptr, false, 1},
+    ScanCase{"ckpt_unaligned_N32_f32", T::f32, 2, 130, 32, 32, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 1},
     ScanCase{"ckpt_N12_seq_bf16", T::bf16, 2, 300, 64, 12, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3", "3"},
     // forward lanes per channel (S states a lane) without segments, odd tails, groups
     ScanCase{"q4_f32_h0", T::f32, 3, 151, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1"},

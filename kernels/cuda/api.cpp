@@ -364,6 +364,7 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});
   k.Tsub = 8;
   k.bwd_fixed = env_int("MAMBASEQ_SCAN_BWD_FIXED", 1) != 0;
+  k.bwd_fold = env_int("MAMBASEQ_SCAN_BWD_FOLD", 1) != 0;
   k.bwd_ve = env_int("MAMBASEQ_SCAN_BWD_VE", 0);
   k.bwd_ilp = env_int("MAMBASEQ_SCAN_BWD_ILP", 1) != 0;
   x.check(k.bwd_ve == 0 || k.bwd_ve == 1 || k.bwd_ve == 2 || k.bwd_ve == 4, "MAMBASEQ_SCAN_BWD_VE must be 1, 2 or 4");

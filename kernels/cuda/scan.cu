@@ -43,8 +43,8 @@
 // shape takes FN = 0.
 // With time segments (dstate ≤ 16), scan_bwd_seg_kernel first leaves each later
 // segment's local adjoint (ḡ ← a_t ⊙ (ḡ + dy_t·C_t) from ḡ = 0, walked backwards; S
-// states a lane, fewer where segments are few), which the earlier segments fold into the
-// adjoint they start from.
+// states a lane, fewer where segments are few); scan_fold_kernel<true> folds them once,
+// last to first, into the adjoint each earlier segment starts from.
 #include <type_traits>
 
 #include "common.cuh"
@@ -460,7 +460,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
 // memory as 16-byte loads), and the U partial ⟨h, C⟩ are reduce-scattered over the G
 // lanes so that lane q finishes its own k tokens (D skip, gate, store).
 // Time segments (few channels, long sequences): pass 1 leaves each segment's local end
-// state (from h = 0) and Σδ in ws; scan_fwd_fold_kernel turns those into start states.
+// state (from h = 0) and Σδ in ws; scan_fold_kernel<false> turns those into start states.
 constexpr int kQN = 16;  // padded states per channel
 constexpr int kQT = 64;  // tile tokens (a multiple of kChunk or dividing it: checkpoints fall on tile starts)
 constexpr int kQU = 8;   // tokens per group
@@ -524,7 +524,7 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
   const float Dv = cvalid && p.D ? p.D[c] : 0.f;
   float dsum = 0.f;
   if (PASS == 2) {
-    if (seg > 0) {  // start state left by scan_fwd_fold_kernel
+    if (seg > 0) {  // start state left by scan_fold_kernel<false>
       const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg - 1) * dim + (cvalid ? c : 0)) * 17;
 #pragma unroll
       for (int s = 0; s < S; ++s) h[s] = q * S + s < N ? w[q * S + s] : 0.f;
@@ -735,7 +735,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
   const float Dv = cvalid && p.D ? p.D[c] : 0.f;
   float dsum = 0.f;
   if (PASS == 2) {
-    if (seg > 0) {  // start state left by scan_fwd_fold_kernel
+    if (seg > 0) {  // start state left by scan_fold_kernel<false>
       const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg - 1) * dim + (cvalid ? c : 0)) * 17;
 #pragma unroll
       for (int n = 0; n < kSeqN; ++n) h[n] = n < N ? w[n] : 0.f;
@@ -993,12 +993,21 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
     sdD[i] = 0.f, sdbias[i] = 0.f;
   }
   // Segment seg starts from the adjoint the later segments send back, folded from their
-  // local adjoints (scan_bwd_seg_kernel):  ḡ ← exp2(A·log2e·Σδ_q) ⊙ ḡ + ḡloc_q.
-  for (int q = p.P - 1; q > seg; --q) {
-    const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
-    const float sd = w[16];
+  // local adjoints (scan_bwd_seg_kernel):  ḡ ← exp2(A·log2e·Σδ_q) ⊙ ḡ + ḡloc_q, once by
+  // scan_fold_kernel<true> (left in slot seg + 1), or here (p.bwd_fold = false).
+  if (p.bwd_fold) {
+    if (seg + 1 < p.P) {
+      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg + 1) * dim + (cvalid ? c : 0)) * 17;
 #pragma unroll
-    for (int s = 0; s < S; ++s) gr[s] = fmaf(ex2(sd * A2[s]), gr[s], g * S + s < N ? w[g * S + s] : 0.f);
+      for (int s = 0; s < S; ++s) gr[s] = g * S + s < N ? w[g * S + s] : 0.f;
+    }
+  } else {
+    for (int q = p.P - 1; q > seg; --q) {
+      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
+      const float sd = w[16];
+#pragma unroll
+      for (int s = 0; s < S; ++s) gr[s] = fmaf(ex2(sd * A2[s]), gr[s], g * S + s < N ? w[g * S + s] : 0.f);
+    }
   }
   // Each thread's epilogue items keep one channel column (NT is a multiple of CB).
   float acc_dD[4] = {0.f, 0.f, 0.f, 0.f}, acc_db[4] = {0.f, 0.f, 0.f, 0.f};
@@ -1340,12 +1349,15 @@ int set_smem(Kern kern, int bytes) {
   return cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
 }
 
-// Between the two forward passes with time segments: the true start state of every
-// segment, folded once in order (thread = (sequence, channel, state)):
-//   h ← exp2(A·log2e·Σδ_q) ⊙ h + hloc_q, written over slot q (then the start of q + 1).
-// Each pass-2 block then reads its start instead of folding all earlier segments itself
-// (O(P) exps per state in all instead of O(P²): 12 % of pass 2's exps at P = 64, L = 16K).
-__global__ void __launch_bounds__(128) scan_fwd_fold_kernel(const ScanK p) {
+// Time segments, folded once in order (thread = (sequence, channel, state)):
+//   forward (between its two passes):  h ← exp2(A·log2e·Σδ_q) ⊙ h + hloc_q, q = 0 .. P−2,
+//     written over slot q (then the state segment q + 1 starts from);
+//   backward (after the segment pass): ḡ ← exp2(A·log2e·Σδ_q) ⊙ ḡ + ḡloc_q, q = P−1 .. 1,
+//     written over slot q (then the adjoint segment q − 1 starts from).
+// Each block then reads its start instead of folding all other segments itself (O(P)
+// exps per state in all instead of O(P²): 12 % of pass 2's exps at P = 64, L = 16K).
+template <bool BWD>
+__global__ void __launch_bounds__(128) scan_fold_kernel(const ScanK p) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 128 + threadIdx.x;
   const int N = p.N, dim = p.dim;
   if (i >= static_cast<int64_t>(p.batch) * dim * N) return;
@@ -1353,16 +1365,18 @@ __global__ void __launch_bounds__(128) scan_fwd_fold_kernel(const ScanK p) {
   const int64_t bc = i / N;
   const int c = static_cast<int>(bc % dim), b = static_cast<int>(bc / dim);
   const float A2 = p.A[static_cast<int64_t>(c) * N + n] * kLog2e;
-  float h = p.h0 ? p.h0[bc * N + n] : 0.f;
-  for (int q = 0; q + 1 < p.P; ++q) {
+  float h = !BWD && p.h0 ? p.h0[bc * N + n] : 0.f;
+  for (int k = 0; k + 1 < p.P; ++k) {
+    const int q = BWD ? p.P - 1 - k : k;
     float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + c) * 17;
     h = fmaf(ex2(w[16] * A2), h, w[n]);
     w[n] = h;
   }
 }
+template <bool BWD>
 int launch_fold(const ScanK& k, cudaStream_t s) {
   const int64_t n = static_cast<int64_t>(k.batch) * k.dim * k.N;
-  scan_fwd_fold_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, s>>>(k);
+  scan_fold_kernel<BWD><<<static_cast<unsigned>((n + 127) / 128), 128, 0, s>>>(k);
   return cudaGetLastError();
 }
 
@@ -1375,7 +1389,7 @@ int launch_q_s(const ScanK& k, cudaStream_t s) {
   if (k.P > 1) {
     if (int e = set_smem(scan_fwd_q_kernel<T, S, 1>, smem)) return e;
     scan_fwd_q_kernel<T, S, 1><<<dim3(gx, k.P - 1, k.batch), NT, smem, s>>>(k);
-    if (int e = launch_fold(k, s)) return e;
+    if (int e = launch_fold<false>(k, s)) return e;
   }
   if (int e = set_smem(scan_fwd_q_kernel<T, S, 2>, smem)) return e;
   scan_fwd_q_kernel<T, S, 2><<<dim3(gx, k.P, k.batch), NT, smem, s>>>(k);
@@ -1388,7 +1402,7 @@ int launch_seq16(const ScanK& k, cudaStream_t s) {
   if (k.P > 1) {
     if (int e = set_smem(scan_fwd_seq_kernel<T, 1>, smem)) return e;
     scan_fwd_seq_kernel<T, 1><<<dim3(gx, k.P - 1, k.batch), k.CW, smem, s>>>(k);
-    if (int e = launch_fold(k, s)) return e;
+    if (int e = launch_fold<false>(k, s)) return e;
   }
   if (int e = set_smem(scan_fwd_seq_kernel<T, 2>, smem)) return e;
   scan_fwd_seq_kernel<T, 2><<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
@@ -1443,8 +1457,11 @@ int launch_bwd(const ScanK& k, cudaStream_t s) {
     if (k.bwd_fixed && k.N == 16 && k.Npad == 16 && k.G == 4 && k.NT == 128 && k.CB == 32)
       kern = scan_bwd_kernel<T, 4, 16>;
   if (int e = set_smem(kern, k.smem)) return e;
-  if (k.P > 1)  // local adjoints of segments 1..P−1 first
+  if (k.P > 1) {  // local adjoints of segments 1..P−1 first, then (bwd_fold) their fold
     if (int e = launch_bwd_seg<T>(k, s)) return e;
+    if (k.bwd_fold)
+      if (int e = launch_fold<true>(k, s)) return e;
+  }
   kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch, k.P), k.NT, k.smem, s>>>(k);
   return cudaGetLastError();
 }

@@ -77,6 +77,6 @@ if [ -n "${SASS:-}" ] && command -v cuobjdump > /dev/null; then
   cuobjdump -sass build-gpu/bench/bench_cuda | awk -v re="$SASS" '/Function :/ { keep = ($0 ~ re) } keep' > "$OUT/sass.txt"
   echo "sass: $(grep -c 'Function :' "$OUT/sass.txt") kernels (sass.txt)" | tee -a "$log"
 fi
-(cd "$OUT" && packed=$(ls build.log ref_build.log ncu.txt ncu_ref.txt sass.txt 2>/dev/null) \
-  && tar czf logs.tgz $packed && rm -f $packed)
+(cd "$OUT" && packed=$(ls build.log ref_build.log ncu.txt ncu_ref.txt sass.txt 2>/dev/null || true) \
+  && [ -n "$packed" ] && tar czf logs.tgz $packed && rm -f $packed)
 exit $trc

@@ -294,8 +294,7 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   ScanK k;
   fill_common(k, a);
   k.out = out, k.out_ld = out_ld, k.h_final = h_final, k.ckpt = ckpt;
-  // 16-byte checkpoint stores (MAMBASEQ_SCAN_CK4=0: scalar ones, for the benchmark's A/B)
-  k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16) && aligned(h_final, 16) && env_int("MAMBASEQ_SCAN_CK4", 1) != 0;
+  k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16) && aligned(h_final, 16);  // 16-byte state rows
   const FwdPlan plan = fwd_plan(a);
   if (plan.seq) {
     k.seq = true, k.S = plan.S, k.CW = plan.CW, k.CB = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;
@@ -346,7 +345,7 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   ScanK k;
   fill_common(k, a);
   k.ckpt_in = ckpt, k.dout = dout, k.dout_ld = dout_ld;
-  k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16) && env_int("MAMBASEQ_SCAN_CK4", 1) != 0;
+  k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16);
   k.du = g.du, k.du_ld = g.du_ld, k.ddelta = g.ddelta, k.ddelta_ld = g.ddelta_ld;
   k.dz = a.z ? g.dz : nullptr, k.dz_ld = g.dz_ld;
   k.dA = g.dA, k.dB = g.dB, k.dC = g.dC, k.dbc_ld = g.dbc_ld;
@@ -364,7 +363,6 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});
   k.Tsub = 8;
   k.bwd_fixed = env_int("MAMBASEQ_SCAN_BWD_FIXED", 1) != 0;
-  k.bwd_fold = env_int("MAMBASEQ_SCAN_BWD_FOLD", 1) != 0;
   k.bwd_ve = env_int("MAMBASEQ_SCAN_BWD_VE", 0);
   k.bwd_ilp = env_int("MAMBASEQ_SCAN_BWD_ILP", 1) != 0;
   x.check(k.bwd_ve == 0 || k.bwd_ve == 1 || k.bwd_ve == 2 || k.bwd_ve == 4, "MAMBASEQ_SCAN_BWD_VE must be 1, 2 or 4");

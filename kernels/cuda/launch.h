@@ -47,7 +47,6 @@ struct ScanK {
   float *dA = nullptr, *dB = nullptr, *dC = nullptr, *dD = nullptr, *dbias = nullptr,
         *dh0 = nullptr;
   int64_t dbc_ld = 0;
-  bool bwd_fold = true;   // backward with segments: start adjoints folded once by a kernel (else per block)
   bool bwd_fixed = true;  // compile-time-shaped backward where the shape matches (N 16, S 4, 128 threads)
   bool bwd_ilp = true;    // that kernel's channel sums and epilogue as straight-line blocks
   int bwd_ve = 0;         // that kernel's channels per epilogue item (1, 2, 4; 0 = default)

@@ -109,9 +109,9 @@ __device__ __forceinline__ float sum_lanes(const float* p, int G) {
   return s;
 }
 
-// A lane's S states n0 .. n0+S−1 of one channel's [N] row of the checkpoints, h0 or h_final
-// (16-byte accesses when v4: N % 4 == 0 and the buffers 16-byte aligned; scalar ones left
-// 32 partly written sectors per warp instruction, ~4× the bytes at the L2).
+// A lane's S states n0 .. n0+S−1 of one channel's [N] row of the checkpoints, h_final or a
+// segment slot (16-byte accesses when v4: N % 4 == 0 and the buffers 16-byte aligned;
+// scalar ones left 32 partly written sectors per warp instruction, ~4× the bytes at the L2).
 template <int S>
 __device__ __forceinline__ void store_states(float* row, const float (&h)[S], int n0, int N, bool v4) {
   if constexpr (S % 4 == 0) {
@@ -140,6 +140,12 @@ __device__ __forceinline__ void load_states(float (&h)[S], const float* row, int
   }
 #pragma unroll
   for (int s = 0; s < S; ++s) h[s] = n0 + s < N ? row[n0 + s] : 0.f;
+}
+
+// Time segments' slot q of (sequence b, channel c) in ws [batch, P, dim, 17]: the local end
+// state (forward) or adjoint (backward) in [0, N), Σδ of the segment at 16.
+__device__ __forceinline__ float* ws_slot(const ScanK& p, int b, int q, int c) {
+  return p.ws + ((static_cast<int64_t>(b) * p.P + q) * p.dim + c) * 17;
 }
 
 // Stage rows [t0, t0+Tt) of a [rows, dim] tensor's channels [c0, c0+CB) into smem
@@ -525,9 +531,7 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
   float dsum = 0.f;
   if (PASS == 2) {
     if (seg > 0) {  // start state left by scan_fold_kernel<false>
-      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg - 1) * dim + (cvalid ? c : 0)) * 17;
-#pragma unroll
-      for (int s = 0; s < S; ++s) h[s] = q * S + s < N ? w[q * S + s] : 0.f;
+      load_states<S>(h, ws_slot(p, b, seg - 1, cvalid ? c : 0), q * S, N, false);
     } else if (cvalid && p.h0) {
 #pragma unroll
       for (int s = 0; s < S; ++s)
@@ -667,10 +671,8 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
 #pragma unroll
     for (int m = G / 2; m >= 1; m /= 2) dsum += __shfl_xor_sync(0xffffffffu, dsum, m);
     if (!cvalid) return;
-    float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
-#pragma unroll
-    for (int s = 0; s < S; ++s)
-      if (q * S + s < N) w[q * S + s] = h[s];
+    float* w = ws_slot(p, b, seg, c);
+    store_states<S>(w, h, q * S, N, false);
     if (q == 0) w[16] = dsum;
   } else if (p.h_final && seg == p.P - 1 && cvalid) {
     store_states<S>(p.h_final + (static_cast<int64_t>(b) * dim + c) * N, h, q * S, N, p.ck4);
@@ -736,9 +738,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
   float dsum = 0.f;
   if (PASS == 2) {
     if (seg > 0) {  // start state left by scan_fold_kernel<false>
-      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg - 1) * dim + (cvalid ? c : 0)) * 17;
-#pragma unroll
-      for (int n = 0; n < kSeqN; ++n) h[n] = n < N ? w[n] : 0.f;
+      load_states<kSeqN>(h, ws_slot(p, b, seg - 1, cvalid ? c : 0), 0, N, false);
     } else if (cvalid && p.h0) {
 #pragma unroll
       for (int n = 0; n < kSeqN; ++n)
@@ -823,10 +823,8 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
   }
   if (!cvalid) return;
   if (PASS == 1) {
-    float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
-#pragma unroll
-    for (int n = 0; n < kSeqN; ++n)
-      if (n < N) w[n] = h[n];
+    float* w = ws_slot(p, b, seg, c);
+    store_states<kSeqN>(w, h, 0, N, false);
     w[16] = dsum;
   } else if (p.h_final && seg == p.P - 1) {
     store_states<kSeqN>(p.h_final + (static_cast<int64_t>(b) * dim + c) * N, h, 0, N, p.ck4);
@@ -922,10 +920,8 @@ __global__ void __launch_bounds__(128) scan_bwd_seg_kernel(const ScanK p) {
     }
   }
   if (!cvalid) return;
-  float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg) * dim + c) * 17;
-#pragma unroll
-  for (int s = 0; s < S; ++s)
-    if (q * S + s < N) w[q * S + s] = gr[s];
+  float* w = ws_slot(p, b, seg, c);
+  store_states<S>(w, gr, q * S, N, false);
   if (q == 0) w[16] = dsum;
 }
 
@@ -992,23 +988,9 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
     sD[i] = ok && p.D ? p.D[c0 + i] : 0.f;
     sdD[i] = 0.f, sdbias[i] = 0.f;
   }
-  // Segment seg starts from the adjoint the later segments send back, folded from their
-  // local adjoints (scan_bwd_seg_kernel):  ḡ ← exp2(A·log2e·Σδ_q) ⊙ ḡ + ḡloc_q, once by
-  // scan_fold_kernel<true> (left in slot seg + 1), or here (p.bwd_fold = false).
-  if (p.bwd_fold) {
-    if (seg + 1 < p.P) {
-      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + seg + 1) * dim + (cvalid ? c : 0)) * 17;
-#pragma unroll
-      for (int s = 0; s < S; ++s) gr[s] = g * S + s < N ? w[g * S + s] : 0.f;
-    }
-  } else {
-    for (int q = p.P - 1; q > seg; --q) {
-      const float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + (cvalid ? c : 0)) * 17;
-      const float sd = w[16];
-#pragma unroll
-      for (int s = 0; s < S; ++s) gr[s] = fmaf(ex2(sd * A2[s]), gr[s], g * S + s < N ? w[g * S + s] : 0.f);
-    }
-  }
+  // Segment seg starts from the adjoint the later segments send back, their local
+  // adjoints (scan_bwd_seg_kernel) folded by scan_fold_kernel<true> into slot seg + 1.
+  if (seg + 1 < p.P) load_states<S>(gr, ws_slot(p, b, seg + 1, cvalid ? c : 0), g * S, N, false);
   // Each thread's epilogue items keep one channel column (NT is a multiple of CB).
   float acc_dD[4] = {0.f, 0.f, 0.f, 0.f}, acc_db[4] = {0.f, 0.f, 0.f, 0.f};
   const float2* bcl = bc + g * S;
@@ -1368,7 +1350,7 @@ __global__ void __launch_bounds__(128) scan_fold_kernel(const ScanK p) {
   float h = !BWD && p.h0 ? p.h0[bc * N + n] : 0.f;
   for (int k = 0; k + 1 < p.P; ++k) {
     const int q = BWD ? p.P - 1 - k : k;
-    float* w = p.ws + ((static_cast<int64_t>(b) * p.P + q) * dim + c) * 17;
+    float* w = ws_slot(p, b, q, c);
     h = fmaf(ex2(w[16] * A2), h, w[n]);
     w[n] = h;
   }
@@ -1457,10 +1439,9 @@ int launch_bwd(const ScanK& k, cudaStream_t s) {
     if (k.bwd_fixed && k.N == 16 && k.Npad == 16 && k.G == 4 && k.NT == 128 && k.CB == 32)
       kern = scan_bwd_kernel<T, 4, 16>;
   if (int e = set_smem(kern, k.smem)) return e;
-  if (k.P > 1) {  // local adjoints of segments 1..P−1 first, then (bwd_fold) their fold
+  if (k.P > 1) {  // local adjoints of segments 1..P−1 first, then their fold
     if (int e = launch_bwd_seg<T>(k, s)) return e;
-    if (k.bwd_fold)
-      if (int e = launch_fold<true>(k, s)) return e;
+    if (int e = launch_fold<true>(k, s)) return e;
   }
   kern<<<dim3((k.dim + k.CB - 1) / k.CB, k.batch, k.P), k.NT, k.smem, s>>>(k);
   return cudaGetLastError();

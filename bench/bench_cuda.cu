@@ -125,7 +125,7 @@ struct ScanBufs {
         D(s_.d * 4),
         bias(s_.d * 4),
         out(rows * s_.d * 2),
-        ckpt(s_.b * s_.d * s_.N * ((s_.L + cu::kScanChunk - 1) / cu::kScanChunk) * 4),
+        ckpt(s_.b * s_.d * s_.N * ((s_.L + 31) / 32) * 4),  // room for the shortest interval
         dout(rows * s_.d * 2),
         dxz(rows * 2 * s_.d * 2),
         ddelta(rows * s_.d * 2),
@@ -161,8 +161,17 @@ struct ScanBufs {
                                std::to_string(have) + " (at most " + std::to_string(kMaxSeg) + " time segments)");
     return ws.as<float>();
   }
+  // Checkpoint interval: the API's default, or MAMBASEQ_BENCH_CKPT (32 or 64) for sweep items
+  // (read by both passes of an item, so they always agree).
+  void set_ckpt_chunk() {
+    const char* v = std::getenv("MAMBASEQ_BENCH_CKPT");
+    a.ckpt_chunk = v && *v ? std::atoi(v) : cu::ScanArgs{}.ckpt_chunk;
+  }
+  int64_t ck_written = 0;  // interval of the checkpoints in ckpt (0: none yet)
   void fwd(bool with_ckpt) {
+    set_ckpt_chunk();
     cu::selective_scan_fwd(a, out.as(), s.d, nullptr, with_ckpt ? ckpt.as<float>() : nullptr, nullptr, workspace());
+    if (with_ckpt) ck_written = a.ckpt_chunk;
   }
   void zero_grads() {
     CK(cudaMemsetAsync(dA.p, 0, s.d * s.N * 4));
@@ -170,7 +179,11 @@ struct ScanBufs {
     CK(cudaMemsetAsync(dD.p, 0, s.d * 4));
     CK(cudaMemsetAsync(dbias.p, 0, s.d * 4));
   }
-  void bwd() { cu::selective_scan_bwd(a, dout.as(), s.d, ckpt.as<float>(), g, nullptr, workspace()); }
+  void bwd() {
+    set_ckpt_chunk();
+    if (a.ckpt_chunk != ck_written) fwd(true);  // a sweep item's first (warm-up) call
+    cu::selective_scan_bwd(a, dout.as(), s.d, ckpt.as<float>(), g, nullptr, workspace());
+  }
   // Bytes each pass must move at least once (bf16 activations, f32 dB/dC).
   double fwd_bytes() const { return rows * (4.0 * s.d * 2 + 2.0 * s.N * 2); }
   double bwd_bytes() const { return rows * (7.0 * s.d * 2 + 2.0 * s.N * 2 + 2.0 * s.N * 4); }

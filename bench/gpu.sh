@@ -8,6 +8,7 @@
 # SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
 # log, e.g. SWEEP_FWD="MAMBASEQ_SCAN_FWD_Q=4,1 MAMBASEQ_SCAN_FWD_Q=16,64"
 # SWEEP_CONV="MAMBASEQ_CONV_RUN=128 MAMBASEQ_CONV_RING=1 MAMBASEQ_CONV_INTERIOR=0".
+# TEST_ENVS="VAR=VAL[,VAR=VAL] ...": the scan GPU tests again under each setting.
 # PROFILE / PROFILE_REF: Nsight Compute summaries of ours / the reference's kernels (below).
 # SASS="regex": the SASS of our kernels whose mangled names match, into sass.txt.
 # The secondary logs (build, reference build, ncu, sass) come back packed in logs.tgz, so
@@ -43,6 +44,15 @@ build-gpu/tests/cuda/mambaseq_cuda_tests ${GTEST_FILTER:+--gtest_filter=$GTEST_F
 trc=$?
 say "gpu tests: rc=$trc in $(( $(date +%s) - start )) s"
 grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|rel_err|Expected|Which is|error" "$OUT/tests.log" | head -60 | tee -a "$log"
+# TEST_ENVS="VAR=VAL[,VAR=VAL] ...": the scan tests again under each setting (other kernel paths).
+for item in ${TEST_ENVS:-}; do
+  ( IFS=','; for kv in $item; do export "$kv"; done
+    build-gpu/tests/cuda/mambaseq_cuda_tests --gtest_filter='ScanGpu*:StepGpu*' > "$OUT/tests_env.log" 2>&1 )
+  erc=$?
+  [ $erc -ne 0 ] && trc=$erc
+  say "gpu scan tests under $item: rc=$erc, $(grep -c '^\[       OK' "$OUT/tests_env.log") passed"
+  grep -E "^\[  FAILED |Failure|rel_err" "$OUT/tests_env.log" | head -20 | tee -a "$log"
+done
 
 ref=""
 if [ -n "$refpid" ]; then
@@ -77,6 +87,6 @@ if [ -n "${SASS:-}" ] && command -v cuobjdump > /dev/null; then
   cuobjdump -sass build-gpu/bench/bench_cuda | awk -v re="$SASS" '/Function :/ { keep = ($0 ~ re) } keep' > "$OUT/sass.txt"
   echo "sass: $(grep -c 'Function :' "$OUT/sass.txt") kernels (sass.txt)" | tee -a "$log"
 fi
-(cd "$OUT" && packed=$(ls build.log ref_build.log ncu.txt ncu_ref.txt sass.txt 2>/dev/null || true) \
+(cd "$OUT" && packed=$(ls build.log ref_build.log tests_env.log ncu.txt ncu_ref.txt sass.txt 2>/dev/null || true) \
   && [ -n "$packed" ] && tar czf logs.tgz $packed && rm -f $packed)
 exit $trc

@@ -60,11 +60,15 @@ struct ScanArgs {
   const float* delta_bias = nullptr;  // [dim] or null
   bool delta_softplus = false;
   const float* h0 = nullptr;    // [batch, dim, dstate] initial state or null (zeros)
+  // Tokens between the checkpoints the forward leaves for the backward: 64, or 32 (twice
+  // the checkpoint memory; the backward's common shape then runs in 32-token chunks at
+  // 3 blocks an SM). The forward and backward of one step must be given the same value.
+  int64_t ckpt_chunk = 64;
 };
 
 // The backward recomputes states from checkpoints the forward leaves every
-// kScanChunk tokens: [batch, ceil(len/kScanChunk), dim, dstate] f32.
-constexpr int64_t kScanChunk = 64;
+// a.ckpt_chunk tokens: [batch, ceil(len/ckpt_chunk), dim, dstate] f32.
+constexpr int64_t kScanChunk = 64;  // the default interval and the longest one
 int64_t scan_checkpoint_floats(const ScanArgs& a);
 
 // Scratch for splitting long sequences into time segments (0 when none is needed). A

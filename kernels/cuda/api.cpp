@@ -31,7 +31,8 @@ bool device_available() {
 }
 
 int64_t scan_checkpoint_floats(const ScanArgs& a) {
-  return a.batch * a.dim * a.dstate * ((a.len + kScanChunk - 1) / kScanChunk);
+  const int64_t every = a.ckpt_chunk > 0 ? a.ckpt_chunk : kScanChunk;
+  return a.batch * a.dim * a.dstate * ((a.len + every - 1) / every);
 }
 
 namespace {
@@ -91,6 +92,7 @@ void check_scan(const Ctx& x, const ScanArgs& a) {
   x.check(a.batch <= 65535, "batch must be at most 65535");
   x.check(a.len <= (int64_t(1) << 30) && a.dim <= (int64_t(1) << 24), "len or dim too large");
   x.check(a.ngroups >= 1 && a.dim % a.ngroups == 0, "ngroups must divide dim");
+  x.check(a.ckpt_chunk == 32 || a.ckpt_chunk == 64, "ckpt_chunk={} must be 32 or 64", a.ckpt_chunk);
   const int es = dtype_size(a.dtype);
   x.ptr(a.u, "u", es, true);
   x.ptr(a.delta, "delta", es, true);
@@ -140,7 +142,8 @@ void fill_common(ScanK& k, const ScanArgs& a) {
   k.dtype = static_cast<int>(a.dtype);
   k.batch = static_cast<int>(a.batch), k.len = static_cast<int>(a.len), k.dim = static_cast<int>(a.dim);
   k.N = static_cast<int>(a.dstate);
-  k.nck = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk);
+  k.ck_every = static_cast<int>(a.ckpt_chunk);
+  k.nck = static_cast<int>((a.len + a.ckpt_chunk - 1) / a.ckpt_chunk);
   k.softplus = a.delta_softplus;
   k.u = a.u, k.delta = a.delta, k.B = a.B, k.C = a.C, k.z = a.z;
   k.u_ld = a.u_ld, k.delta_ld = a.delta_ld, k.bc_ld = a.bc_ld, k.z_ld = a.z_ld;
@@ -166,7 +169,9 @@ int env_int(const char* name, int dflt) {
 }
 
 // Time segments: enough independent (sequence, channel, segment) walkers to fill the
-// chip, segments of at least `min_seg` tokens (a multiple of kScanChunk each), at most max_p.
+// chip, segments of at least `min_seg` tokens (a multiple of 64: the backward's longest
+// chunk), at most max_p.
+constexpr int64_t kBwdUnit = 64;
 void pick_segments(const ScanArgs& a, int64_t lanes_per_seg, int64_t want, int min_seg, int max_p,
                    const char* env, int* P, int* Lseg) {
   int p = env_int(env, 0);
@@ -175,7 +180,7 @@ void pick_segments(const ScanArgs& a, int64_t lanes_per_seg, int64_t want, int m
     while (lanes_per_seg * p < want && a.len / (2 * p) >= min_seg && p < max_p) p *= 2;
   }
   int64_t seg = (a.len + p - 1) / p;
-  seg = (seg + kScanChunk - 1) / kScanChunk * kScanChunk;
+  seg = (seg + kBwdUnit - 1) / kBwdUnit * kBwdUnit;
   *Lseg = static_cast<int>(seg);
   *P = static_cast<int>((a.len + seg - 1) / seg);
 }
@@ -238,7 +243,7 @@ BwdPlan bwd_plan(const ScanArgs& a) {
     if (p.G >= 16) p.NT = 256;
   }
   p.CW = seq_width(a);
-  p.P = 1, p.Lseg = static_cast<int>((a.len + kScanChunk - 1) / kScanChunk * kScanChunk);
+  p.P = 1, p.Lseg = static_cast<int>((a.len + kBwdUnit - 1) / kBwdUnit * kBwdUnit);
   // Time segments need the lane-per-channel local-adjoint kernel (dstate ≤ 16). ~384K
   // lanes, segments of ≥ 256 tokens, ≤ 32 of them (H100, session 7: (8,1536,2048) P = 8
   // 1.241 ms against P = 2 1.294 and P = 4 1.268; (2,1536,16384) P = 32 2.541 ≈ P = 16).
@@ -361,8 +366,10 @@ void selective_scan_bwd(const ScanArgs& a, const void* dout, int64_t dout_ld, co
   const Scratch ws(x, workspace, k.P > 1 ? a.batch * k.P * a.dim * 17 : 0, stream);
   k.ws = ws.p;
   k.vec = rows16(k, es, {{a.u, a.u_ld}, {a.delta, a.delta_ld}, {a.z, a.z_ld}, {dout, dout_ld}});
-  k.Tsub = 8;
   k.bwd_fixed = env_int("MAMBASEQ_SCAN_BWD_FIXED", 1) != 0;
+  // 32-token chunks of 4 where the fixed shape applies and checkpoints are every 32 (3
+  // blocks an SM), else 64 of 8 (MAMBASEQ_SCAN_BWD_CH=64 forces those: the A/B).
+  k.Tsub = detail::scan_bwd_fixed_shape(k) && k.ck_every == 32 && env_int("MAMBASEQ_SCAN_BWD_CH", 32) == 32 ? 4 : 8;
   k.bwd_ve = env_int("MAMBASEQ_SCAN_BWD_VE", 0);
   k.bwd_ilp = env_int("MAMBASEQ_SCAN_BWD_ILP", 1) != 0;
   x.check(k.bwd_ve == 0 || k.bwd_ve == 1 || k.bwd_ve == 2 || k.bwd_ve == 4, "MAMBASEQ_SCAN_BWD_VE must be 1, 2 or 4");
@@ -443,12 +450,20 @@ ConvK conv_fill(const Conv1dArgs& a) {
   // Long runs (128, else 256) where they fit in one partial wave, measured faster there
   // than several waves of short ones; short runs where even 256 would need more.
   if (const int cap = detail::conv_fast_capacity(k, false); cap > 0) {
-    if (conv_blocks(a, 128) <= cap)
+    if (env_int("MAMBASEQ_CONV_FWD_FILL", 0) == 1) {
+      // One wave at full residency: the shortest run (≥ 32 tokens) whose blocks all fit.
+      const int64_t per_group = conv_blocks(a, static_cast<int>(a.len));  // blocks of one run group
+      const int64_t vpr = a.channels / (8 / dtype_size(a.dtype)), RB = 128 / (vpr < 32 ? vpr : 32);
+      if (const int64_t groups = cap / per_group; groups >= 1)
+        k.run = static_cast<int>(std::max<int64_t>(32, (a.len + groups * RB - 1) / (groups * RB)));
+    } else if (conv_blocks(a, 128) <= cap) {
       k.run = 128;
-    else if (conv_blocks(a, 256) <= cap)
+    } else if (conv_blocks(a, 256) <= cap) {
       k.run = 256;
+    }
   }
   k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
+  k.run = env_int_conv("MAMBASEQ_CONV_RUN_FWD", k.run);
 
   return k;
 }
@@ -515,6 +530,7 @@ void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx
       }
     }
     k.run = env_int_conv("MAMBASEQ_CONV_RUN", k.run);
+    k.run = env_int_conv("MAMBASEQ_CONV_RUN_BWD", k.run);
   }
   x.launched(detail::conv_bwd_launch(k, stream));
 }

@@ -24,7 +24,8 @@ struct ScanK {
   int CW = 0;                             // channels per block of those kernels (bwd segment pass: at most)
   int seg_S = 16;                         // bwd segment pass: states per lane (16, 8, 4, 2)
   float* ws = nullptr;
-  int nck = 0;                            // checkpoint chunks = ceil(len / kScanChunk)
+  int nck = 0;                            // checkpoint chunks = ceil(len / ck_every)
+  int ck_every = 64;                      // tokens between checkpoints (ScanArgs::ckpt_chunk: 32 or 64)
   int smem = 0;                           // dynamic shared memory bytes
   bool vec = false;     // 16-byte path for the [rows, dim] tensors, else element by element
   int bc4 = 0;          // B/C rows: 2 = 16-byte, 1 = 4-byte async copies, 0 = element by element
@@ -79,7 +80,10 @@ struct ConvK {
 
 // Shared-memory bytes of a scan block (host and device agree through these).
 int scan_fwd_smem(int dtype_size, int NT, int CB, int Tt, int N, int Npad);
+// Tsub = 4: 32-token chunks (the fixed shape with ck_every 32 only, scan_bwd_fixed_shape),
+// 8: 64-token chunks.
 int scan_bwd_smem(int dtype_size, int NT, int CB, int Tsub, int N, int Npad, int S);
+bool scan_bwd_fixed_shape(const ScanK& k);
 int scan_seq_smem(int dtype_size, int CW, int N);
 int scan_q_smem(int dtype_size, int CB, int N, int S);
 

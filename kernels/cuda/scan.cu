@@ -27,12 +27,13 @@
 //   scan:     h ← exp2(δ·A·log2e) ⊙ h + δu·B ; partial y = ⟨h, C⟩     (per lane)
 //   epilogue: y = Σ_lanes partial + D·u ; out = y·silu(z)              (per element)
 //
-// Backward (scan_bwd_kernel, G lanes × S states per channel), chunks of kScanChunk
-// tokens from last to first:
+// Backward (scan_bwd_kernel, G lanes × S states per channel), chunks of CH tokens (64, or
+// 32 for the common shape when the forward checkpoints every 32) from last to first:
 //   pass a:  from the chunk's checkpoint (written by the forward), rerun the recurrence
 //            and keep the state at every TS-token sub-chunk start (shared memory);
-//   pass b:  per sub-chunk, last first: rerun its TS steps keeping a_t = exp(δA) and h_t in
-//            registers, then the adjoint  ḡ_t = dy_t·C_t + a_{t+1}·ḡ_{t+1}:
+//   pass b:  per sub-chunk of TS tokens (8; 4 in 32-token chunks), last first: rerun its
+//            TS steps keeping a_t = exp(δA) and h_t in registers, then the adjoint
+//            ḡ_t = dy_t·C_t + a_{t+1}·ḡ_{t+1}:
 //              dC_t += dy_t·h_t      dB_t += ḡ_t·δu_t      d(δu)_t = Σ ḡ_t·B_t
 //              q = ḡ_t·a_t·h_{t−1}:  dδ_t += Σ q·A,  dA += q·δ_t
 //            dB/dC are summed over the block's channels in shared memory, then added to
@@ -54,8 +55,12 @@ namespace mambaseq::cuda::detail {
 
 namespace {
 
-constexpr int kChunk = 64;  // == cuda::kScanChunk (checkpoint interval)
-constexpr int kTS = 8;      // backward sub-chunk: its states and exps stay in registers
+// Checkpoints (the state before token t) every p.ck_every tokens: 32 or 64, so they fall
+// on tile starts of the 16- and 32-token tiles and on the start or middle of 64-token ones.
+__device__ __forceinline__ bool ck_at(const ScanK& p, int t) { return (t & (p.ck_every - 1)) == 0; }
+__device__ __forceinline__ float* ck_row(const ScanK& p, int b, int t, int c) {
+  return p.ckpt + ((static_cast<int64_t>(b) * p.nck + t / p.ck_every) * p.dim + c) * p.N;
+}
 
 // ---- shared-memory layouts ----------------------------------------------------------
 struct FwdLayout {
@@ -79,17 +84,18 @@ __host__ __device__ inline FwdLayout fwd_layout(int es, int NT, int CB, int Tt, 
 struct BwdLayout {
   int raw, bcraw, dd, dy, bc, sub, part, dbc, par, total;
 };
-__host__ __device__ inline BwdLayout bwd_layout(int es, int NT, int CB, int N, int Npad, int S) {
+// CH: tokens a chunk (staged together, from one checkpoint), TS: tokens a sub-chunk.
+__host__ __device__ inline BwdLayout bwd_layout(int es, int NT, int CB, int N, int Npad, int S, int CH, int TS) {
   BwdLayout L{};
   int off = 0;
-  L.raw = off, off += align16(4 * kChunk * CB * es);  // u | delta | z | dout
-  L.bcraw = off, off += align16(2 * kChunk * N * es);
-  L.dd = off, off += align16(kChunk * CB * 8);
-  L.dy = off, off += align16(kChunk * CB * 4);
-  L.bc = off, off += align16(kChunk * Npad * 8);
-  L.sub = off, off += align16((kChunk / kTS) * NT * S * 4);
-  L.part = off, off += align16(3 * kTS * NT * 4);  // Σ ḡB | Σ qA | ⟨h,C⟩ per lane
-  L.dbc = off, off += align16(kTS * NT * 2 * S * 4);
+  L.raw = off, off += align16(4 * CH * CB * es);  // u | delta | z | dout
+  L.bcraw = off, off += align16(2 * CH * N * es);
+  L.dd = off, off += align16(CH * CB * 8);
+  L.dy = off, off += align16(CH * CB * 4);
+  L.bc = off, off += align16(CH * Npad * 8);
+  L.sub = off, off += align16((CH / TS) * NT * S * 4);
+  L.part = off, off += align16(3 * TS * NT * 4);  // Σ ḡB | Σ qA | ⟨h,C⟩ per lane
+  L.dbc = off, off += align16(TS * NT * 2 * S * 4);
   L.par = off, off += align16(4 * CB * 4);  // bias, D, dD, dbias
   L.total = off;
   return L;
@@ -412,9 +418,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
     const int t0 = tile * Tt, tn = min(Tt, L - t0);
     if (tile + 1 < ntiles) issue(tile + 1);  // lands while this tile is scanned
 
-    if (p.ckpt && (t0 % kChunk) == 0 && cvalid) {
-      store_states<S>(p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N, h, g * S, N, p.ck4);
-    }
+    if (p.ckpt && ck_at(p, t0) && cvalid) store_states<S>(ck_row(p, b, t0, c), h, g * S, N, p.ck4);
 
     // scan: sequential in time, S independent recurrences per lane, U tokens a group.
     // Tokens past the end carry δ = 0 and B = C = 0: they leave h unchanged.
@@ -423,6 +427,8 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
 #pragma unroll
     for (int u = 0; u < U; ++u) d[u] = dd[u * CB + cl], load_bc<S>(bcl + u * Npad, Bv[u], Cv[u]);
     for (int g0 = 0; g0 < tn; g0 += U) {
+      if (p.ckpt && g0 > 0 && ck_at(p, g0) && cvalid)  // tiles longer than the interval
+        store_states<S>(ck_row(p, b, t0 + g0, c), h, g * S, N, p.ck4);
       float acc[U];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -468,7 +474,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
 // Time segments (few channels, long sequences): pass 1 leaves each segment's local end
 // state (from h = 0) and Σδ in ws; scan_fold_kernel<false> turns those into start states.
 constexpr int kQN = 16;  // padded states per channel
-constexpr int kQT = 64;  // tile tokens (a multiple of kChunk or dividing it: checkpoints fall on tile starts)
+constexpr int kQT = 64;  // tile tokens (checkpoints fall on tile starts, and at 32 when every 32)
 constexpr int kQU = 8;   // tokens per group
 
 struct QLayout {
@@ -568,9 +574,7 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
   for (int i = 0; i < ntiles; ++i) {
     const int t0 = s0 + i * kQT, tn = min(kQT, s1 - t0);
     if (i + 1 < ntiles) issue(i + 1);
-    if (PASS == 2 && p.ckpt && (t0 % kChunk) == 0 && cvalid) {
-      store_states<S>(p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N, h, q * S, N, p.ck4);
-    }
+    if (PASS == 2 && p.ckpt && ck_at(p, t0) && cvalid) store_states<S>(ck_row(p, b, t0, c), h, q * S, N, p.ck4);
     const T* rd = raw(i);
     const T* ru = rd + kQT * CB;
     const T* rz = rd + 2 * kQT * CB;
@@ -602,6 +606,8 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
 #pragma unroll
     for (int g = 0; g < NG; ++g) {
       if (g * kQU >= tn) break;
+      if (PASS == 2 && g * kQU == 32 && p.ck_every == 32 && p.ckpt && cvalid)  // inside the tile
+        store_states<S>(ck_row(p, b, t0 + 32, c), h, q * S, N, p.ck4);
       const float2* wbg = wb + (g & 1) * kQU * W;
       float y[kQU];
 #pragma unroll
@@ -776,9 +782,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
   for (int i = 0; i < ntiles; ++i) {
     const int t0 = s0 + i * kSeqT, tn = min(kSeqT, s1 - t0);
     if (i + 1 < ntiles) issue(i + 1);
-    if (PASS == 2 && p.ckpt && (t0 % kChunk) == 0 && cvalid) {
-      store_states<kSeqN>(p.ckpt + ((static_cast<int64_t>(b) * p.nck + t0 / kChunk) * dim + c) * N, h, 0, N, p.ck4);
-    }
+    if (PASS == 2 && p.ckpt && ck_at(p, t0) && cvalid) store_states<kSeqN>(ck_row(p, b, t0, c), h, 0, N, p.ck4);
     const T* rd = raw(i);
     const T* ru = rd + kSeqT * CW;
     const T* rz = rd + 2 * kSeqT * CW;
@@ -932,8 +936,8 @@ __host__ __device__ constexpr int ilog2c(int x) { return x <= 1 ? 0 : 1 + ilog2c
 // fixed at compile time (N = Npad = 16, G = 16/S lanes a channel, 128 threads, CB =
 // 128/G channels), so the dB/dC channel sums, the lane sums of the epilogue and the index
 // math are unrolled with constant strides instead of run-time loops and divisions.
-template <typename T, int S, int FN>
-__global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
+template <typename T, int S, int FN, int CH, int TS>
+__global__ void __launch_bounds__(FN > 0 && CH == 32 ? 128 : 256, FN > 0 && CH == 32 ? 3 : 1) scan_bwd_kernel(const ScanK p) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr bool FX = FN > 0;
   constexpr int FG = FX ? FN / S : 1, FNT = 128, FCB = FNT / FG;
@@ -947,19 +951,19 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
   const bool cvalid = c < dim;
   const int grp = c0 / p.dpg;
   const int64_t row0 = static_cast<int64_t>(b) * L;
-  const BwdLayout lay = bwd_layout(sizeof(T), NT, CB, N, Npad, S);
+  const BwdLayout lay = bwd_layout(sizeof(T), NT, CB, N, Npad, S, CH, TS);
   T* ru = reinterpret_cast<T*>(smem + lay.raw);
-  T* rd = ru + kChunk * CB;
-  T* rz = ru + 2 * kChunk * CB;
-  T* ro = ru + 3 * kChunk * CB;
+  T* rd = ru + CH * CB;
+  T* rz = ru + 2 * CH * CB;
+  T* ro = ru + 3 * CH * CB;
   T* rb = reinterpret_cast<T*>(smem + lay.bcraw);
   float2* dd = reinterpret_cast<float2*>(smem + lay.dd);
   float* dy = reinterpret_cast<float*>(smem + lay.dy);
   float2* bc = reinterpret_cast<float2*>(smem + lay.bc);
   float* sub = reinterpret_cast<float*>(smem + lay.sub);
   float* part_r = reinterpret_cast<float*>(smem + lay.part);
-  float* part_q = part_r + kTS * NT;
-  float* part_y = part_q + kTS * NT;
+  float* part_q = part_r + TS * NT;
+  float* part_y = part_q + TS * NT;
   float* dbc = reinterpret_cast<float*>(smem + lay.dbc);
   float* sbias = reinterpret_cast<float*>(smem + lay.par);
   float* sD = sbias + CB;
@@ -996,33 +1000,34 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
   const float2* bcl = bc + g * S;
   // Few, heavy epilogue items idle most threads: use 4 channels an item only when there
   // are enough items for everyone.
-  const bool ve4 = v4 && (kTS * CB) / 4 >= NT;
+  const bool ve4 = v4 && (TS * CB) / 4 >= NT;
   // Fixed shape: 1, 2 or 4 channels an epilogue item (p.bwd_ve; 0 = the default, 1: two
   // items a thread, measured 1-2 % faster than 2 and ~15 % faster than 4). The run-time
   // shape: 4 where there are enough items, else 1.
   const int vsel = FX ? (p.bwd_ve ? p.bwd_ve : 1) : (ve4 ? 4 : 1);
   // Fixed shape: B/C as [token][B 16 | C 16] so a lane's 4 B (and 4 C) are one 16-byte load.
   const float* bcf = reinterpret_cast<const float*>(bc) + g * S;
-  const int kbeg = seg * (p.Lseg / kChunk), kend = min(p.nck, (seg + 1) * (p.Lseg / kChunk));
+  // Chunks of CH tokens, each from checkpoint k·CH/ck_every (CH = 32 needs ck_every = 32).
+  const int kbeg = seg * (p.Lseg / CH), kend = min((L + CH - 1) / CH, (seg + 1) * (p.Lseg / CH));
 
   for (int k = kend - 1; k >= kbeg; --k) {
-    const int t0 = k * kChunk, tn = min(kChunk, L - t0);
-    stage_rows<T>(ru, U_, p.u_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
-    stage_rows<T>(rd, Dl, p.delta_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
-    if (Z) stage_rows<T>(rz, Z, p.z_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
-    stage_rows<T>(ro, DO, p.dout_ld, row0, t0, kChunk, L, c0, CB, dim, p.vec, tid, NT);
-    stage_bc<T>(rb, rb + kChunk * N, p, row0, t0, kChunk, grp, tid, NT);
+    const int t0 = k * CH, tn = min(CH, L - t0);
+    stage_rows<T>(ru, U_, p.u_ld, row0, t0, CH, L, c0, CB, dim, p.vec, tid, NT);
+    stage_rows<T>(rd, Dl, p.delta_ld, row0, t0, CH, L, c0, CB, dim, p.vec, tid, NT);
+    if (Z) stage_rows<T>(rz, Z, p.z_ld, row0, t0, CH, L, c0, CB, dim, p.vec, tid, NT);
+    stage_rows<T>(ro, DO, p.dout_ld, row0, t0, CH, L, c0, CB, dim, p.vec, tid, NT);
+    stage_bc<T>(rb, rb + CH * N, p, row0, t0, CH, grp, tid, NT);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
     if (v4)
-      prep_elems<T, 4, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, kChunk, CB, lgCB, tn, p.softplus, tid, NT);
+      prep_elems<T, 4, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, CH, CB, lgCB, tn, p.softplus, tid, NT);
     else
-      prep_elems<T, 1, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, kChunk, CB, lgCB, tn, p.softplus, tid, NT);
+      prep_elems<T, 1, true>(dd, dy, ru, rd, Z ? rz : nullptr, ro, sbias, CH, CB, lgCB, tn, p.softplus, tid, NT);
     if constexpr (FX) {
       static_assert(!FX || (FN == 16 && S == 4), "fixed shape: N 16, 4 states a lane");
-      const T* rc = rb + kChunk * N;
-      for (int i = tid; i < kChunk * 4; i += NT) {
+      const T* rc = rb + CH * N;
+      for (int i = tid; i < CH * 4; i += NT) {
         const int t = i >> 2, k4 = (i & 3) * 4;
         float bv[4], cv[4];
         load4(rb + t * 16 + k4, bv), load4(rc + t * 16 + k4, cv);
@@ -1031,19 +1036,19 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
         dst[4] = make_float4(cv[0], cv[1], cv[2], cv[3]);
       }
     } else {
-      prep_bc<T>(bc, rb, rb + kChunk * N, kChunk, N, Npad, tid, NT);
+      prep_bc<T>(bc, rb, rb + CH * N, CH, N, Npad, tid, NT);
     }
     __syncthreads();
 
     // pass a: states at the sub-chunk starts (each lane reads back only its own).
     {
       float h[S];
-      load_states<S>(h, p.ckpt_in + ((static_cast<int64_t>(b) * p.nck + k) * dim + (cvalid ? c : 0)) * N, g * S, cvalid ? N : 0, p.ck4);
-      for (int tb = 0; tb < tn; tb += kTS) {
-        float2 d[kTS];
-        float Bv[kTS][S], Cv[kTS][S];
+      load_states<S>(h, p.ckpt_in + ((static_cast<int64_t>(b) * p.nck + k * (CH / p.ck_every)) * dim + (cvalid ? c : 0)) * N, g * S, cvalid ? N : 0, p.ck4);
+      for (int tb = 0; tb < tn; tb += TS) {
+        float2 d[TS];
+        float Bv[TS][S], Cv[TS][S];
 #pragma unroll
-        for (int t = 0; t < kTS; ++t) {
+        for (int t = 0; t < TS; ++t) {
           d[t] = dd[(tb + t) * CB + cl];
           if constexpr (FX) {
             const float4 v = *reinterpret_cast<const float4*>(bcf + (tb + t) * 32);
@@ -1053,23 +1058,23 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
           }
         }
 #pragma unroll
-        for (int s = 0; s < S; ++s) sub[((tb / kTS) * NT + tid) * S + s] = h[s];
-        if (tb + kTS >= tn) break;  // the state after the last sub-chunk is not needed
+        for (int s = 0; s < S; ++s) sub[((tb / TS) * NT + tid) * S + s] = h[s];
+        if (tb + TS >= tn) break;  // the state after the last sub-chunk is not needed
 #pragma unroll
-        for (int t = 0; t < kTS; ++t)
+        for (int t = 0; t < TS; ++t)
 #pragma unroll
           for (int s = 0; s < S; ++s) h[s] = fmaf(ex2(d[t].x * A2[s]), h[s], d[t].y * Bv[t][s]);
       }
     }
 
     // pass b: sub-chunks last to first.
-    for (int j = (tn + kTS - 1) / kTS - 1; j >= 0; --j) {
-      const int tb = j * kTS;
-      float hh[kTS + 1][S], aa[kTS][S];
-      float2 d[kTS];
-      float dyv[kTS], Bv[kTS][S], Cv[kTS][S];
+    for (int j = (tn + TS - 1) / TS - 1; j >= 0; --j) {
+      const int tb = j * TS;
+      float hh[TS + 1][S], aa[TS][S];
+      float2 d[TS];
+      float dyv[TS], Bv[TS][S], Cv[TS][S];
 #pragma unroll
-      for (int t = 0; t < kTS; ++t) {
+      for (int t = 0; t < TS; ++t) {
         d[t] = dd[(tb + t) * CB + cl], dyv[t] = dy[(tb + t) * CB + cl];
         if constexpr (FX) {
           const float4 vb = *reinterpret_cast<const float4*>(bcf + (tb + t) * 32);
@@ -1083,16 +1088,16 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
 #pragma unroll
       for (int s = 0; s < S; ++s) hh[0][s] = sub[(j * NT + tid) * S + s];
 #pragma unroll
-      for (int t = 0; t < kTS; ++t)
+      for (int t = 0; t < TS; ++t)
 #pragma unroll
         for (int s = 0; s < S; ++s) {
           aa[t][s] = ex2(d[t].x * A2[s]);
           hh[t + 1][s] = fmaf(aa[t][s], hh[t][s], d[t].y * Bv[t][s]);
         }
       // Outputs stay in registers until the loop ends: no store between the loads.
-      float o_r[kTS], o_q[kTS], o_y[kTS], o_bc[kTS][2 * S];
+      float o_r[TS], o_q[TS], o_y[TS], o_bc[TS][2 * S];
 #pragma unroll
-      for (int t = kTS - 1; t >= 0; --t) {
+      for (int t = TS - 1; t >= 0; --t) {
         float r = 0.f, q_sum = 0.f, yp = 0.f;
 #pragma unroll
         for (int s = 0; s < S; ++s) {
@@ -1109,7 +1114,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
         o_r[t] = r, o_q[t] = q_sum, o_y[t] = yp;
       }
 #pragma unroll
-      for (int t = 0; t < kTS; ++t) {
+      for (int t = 0; t < TS; ++t) {
         part_r[t * NT + tid] = o_r[t];
         part_q[t * NT + tid] = o_q[t];
         part_y[t * NT + tid] = o_y[t];
@@ -1128,7 +1133,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
       if (FX && p.bwd_ilp) {
         // Fixed shape, both of a thread's outputs in one straight-line block (loads of the
         // second overlap the first's sums), the atomic predicated instead of a branch.
-        constexpr int IT = FX ? kTS * 2 * FN / FNT : 1, str = FG * 2 * S, FNc = FX ? FN : 16;
+        constexpr int IT = FX ? TS * 2 * FN / FNT : 1, str = FG * 2 * S, FNc = FX ? FN : 16;
         float sums[IT];
         const float* srcs[IT];
 #pragma unroll
@@ -1159,7 +1164,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
             atomicAdd((which ? p.dC : p.dB) + (row0 + tg) * p.dbc_ld + static_cast<int64_t>(grp) * FNc + n, sums[m]);
         }
       } else
-      for (int o = tid; o < kTS * 2 * N; o += NT) {
+      for (int o = tid; o < TS * 2 * N; o += NT) {
         const int t = o / (2 * N), rem = o - t * 2 * N, n = rem >> 1, which = rem & 1;
         const int tg = t0 + tb + t;
         if (tg >= L) continue;
@@ -1185,7 +1190,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
       // epilogue: du, ddelta, dz for the sub-chunk's tokens, VE channels an item.
       auto epi = [&](auto ve_tag) {
         constexpr int VE = decltype(ve_tag)::value;
-        const int items = kTS * CB / VE;
+        const int items = TS * CB / VE;
         for (int qi = tid; qi < items; qi += NT) {
           const int e = qi * VE, t = e >> lgCB, kk = e & (CB - 1);
           const int tg = t0 + tb + t;
@@ -1225,7 +1230,7 @@ __global__ void __launch_bounds__(256) scan_bwd_kernel(const ScanK p) {
       };
       // Fixed shape, one channel an item: a thread's two items as one straight-line block.
       auto epi_fx = [&]() {
-        constexpr int IT = FX ? kTS * FCB / FNT : 1;
+        constexpr int IT = FX ? TS * FCB / FNT : 1;
         float uv[IT], dv[IT], zv[IT], ov[IT], r[IT], qs[IT], yv[IT], dt[IT], dyj[IT], sd[IT], sb[IT];
         int es[IT], kk[IT], tg[IT];
 #pragma unroll
@@ -1432,12 +1437,18 @@ int launch_bwd_seg(const ScanK& k, cudaStream_t s) {
   }
   return cudaErrorInvalidValue;
 }
+// Main kernel: the fixed shape (N 16, S 4, 128 threads, 32 channels) in 32-token chunks of
+// 4-token sub-chunks (k.Tsub = 4, checkpoints every 32: 3 blocks an SM) or 64-token chunks
+// of 8 (k.Tsub = 8); any other shape in 64-token chunks of 8.
+bool bwd_fixed_shape(const ScanK& k) {
+  return k.bwd_fixed && k.S == 4 && k.N == 16 && k.Npad == 16 && k.G == 4 && k.NT == 128 && k.CB == 32;
+}
 template <typename T, int S>
 int launch_bwd(const ScanK& k, cudaStream_t s) {
-  auto kern = scan_bwd_kernel<T, S, 0>;
+  auto kern = scan_bwd_kernel<T, S, 0, 64, 8>;
   if constexpr (S == 4)
-    if (k.bwd_fixed && k.N == 16 && k.Npad == 16 && k.G == 4 && k.NT == 128 && k.CB == 32)
-      kern = scan_bwd_kernel<T, 4, 16>;
+    if (bwd_fixed_shape(k)) kern = k.Tsub == 4 ? scan_bwd_kernel<T, 4, 16, 32, 4> : scan_bwd_kernel<T, 4, 16, 64, 8>;
+  if (k.Tsub != 8 && (S != 4 || !bwd_fixed_shape(k) || k.ck_every != 32)) return cudaErrorInvalidValue;
   if (int e = set_smem(kern, k.smem)) return e;
   if (k.P > 1) {  // local adjoints of segments 1..P−1 first, then their fold
     if (int e = launch_bwd_seg<T>(k, s)) return e;
@@ -1473,9 +1484,9 @@ int scan_fwd_smem(int es, int NT, int CB, int Tt, int N, int Npad) {
   return fwd_layout(es, NT, CB, Tt, N, Npad).total;
 }
 int scan_bwd_smem(int es, int NT, int CB, int Tsub, int N, int Npad, int S) {
-  (void)Tsub;
-  return bwd_layout(es, NT, CB, N, Npad, S).total;
+  return bwd_layout(es, NT, CB, N, Npad, S, Tsub == 4 ? 32 : 64, Tsub).total;
 }
+bool scan_bwd_fixed_shape(const ScanK& k) { return bwd_fixed_shape(k); }
 
 int scan_seq_smem(int es, int CW, int N) { return seq_layout(es, CW, N).total; }
 int scan_q_smem(int es, int CB, int N, int S) { return q_layout(es, CB, N, CB * (kQN / S) / 32).total; }

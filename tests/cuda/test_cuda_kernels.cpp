@@ -155,6 +155,7 @@ struct ScanCase {
   const char* seg_g = nullptr;    // backward segment pass: lanes per channel, or null (the plan's)
   bool stream = false;            // run on a user-created non-blocking stream (else the legacy one)
   int64_t ck_off = 0;             // checkpoints and h_final this many floats into their buffers (1: scalar accesses)
+  int64_t ck_chunk = 64;          // ScanArgs::ckpt_chunk (32: the backward's 32-token kernel on its shape)
 };
 
 std::string case_name(const ::testing::TestParamInfo<ScanCase>& i) { return i.param.name; }
@@ -276,6 +277,7 @@ TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   a.delta_bias = c.bias ? bias.f() : nullptr;
   a.delta_softplus = c.softplus;
   a.h0 = c.h0 ? h0.f() : nullptr;
+  a.ckpt_chunk = c.ck_chunk;
 
   const int64_t off = c.ck_off;
   Buf out(rows * D, t), hf(c.B * D * N + off, cu::DType::f32), ck(cu::scan_checkpoint_floats(a) + off, cu::DType::f32);
@@ -385,7 +387,22 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"q16_bf16_groups2_N9", T::bf16, 2, 300, 128, 9, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3"},
     ScanCase{"q4_bf16_seg16_groups2", T::bf16, 2, 2048, 64, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,16"},
     ScanCase{"cfg_S16_G4_N64_f32", T::f32, 1, 70, 64, 64, 1, true, true, true, true, true, 8, 8, "16,4,128", "4,16,256"},
-    ScanCase{"cfg_S8_G8_N64_bf16", T::bf16, 1, 70, 64, 64, 2, true, true, true, true, true, 8, 8, "8,8,256", "2,32,128"}),
+    ScanCase{"cfg_S8_G8_N64_bf16", T::bf16, 1, 70, 64, 64, 2, true, true, true, true, true, 8, 8, "8,8,256", "2,32,128"},
+    // checkpoints every 32 tokens: the backward's 32-token kernel (dim ≥ 32, dstate 16) with
+    // and without segments, each dtype, odd tails, h0; the forward kernels' mid-tile stores
+    // (64-token tiles of the q-kernel and of the dstate > 16 kernel); the other backward shapes
+    // reading every 32-token checkpoint
+    ScanCase{"ck32_L1_bf16_h0", T::bf16, 2, 1, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_oddL_f32_h0", T::f32, 2, 37, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_L200_f16_groups", T::f16, 3, 200, 128, 16, 2, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_plan_bf16_h0", T::bf16, 2, 2048, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_L65536_bf16_h0", T::bf16, 1, 65536, 32, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_seg3_f32_unaligned", T::f32, 2, 300, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,3", "3", nullptr, false, 1, 32},
+    ScanCase{"ck32_q4_bf16_noz", T::bf16, 3, 151, 96, 16, 1, false, true, true, true, true, 8, 8, nullptr, nullptr, "4,1", nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_q8_f16_seg2", T::f16, 2, 333, 160, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,2", "2", nullptr, false, 0, 32},
+    ScanCase{"ck32_N64_f32_h0", T::f32, 2, 130, 32, 64, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_N7_bf16", T::bf16, 2, 100, 48, 7, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    ScanCase{"ck32_dim20_f32", T::f32, 2, 77, 20, 16, 1, true, true, true, true, true, 1, 3, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32}),
     case_name);
 // clang-format on
 
@@ -412,6 +429,14 @@ TEST_F(Gpu, ScanErrorsNameTheKernelAndShape) {
   a.ngroups = 3;  // does not divide dim
   EXPECT_THROW(cu::selective_scan_fwd(a, out.ptr(), 16, nullptr, nullptr), Error);
   a.ngroups = 1;
+  a.ckpt_chunk = 48;  // neither 32 nor 64
+  try {
+    cu::selective_scan_fwd(a, out.ptr(), 16, nullptr, nullptr);
+    FAIL() << "ckpt_chunk 48 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ckpt_chunk=48"), std::string::npos) << e.what();
+  }
+  a.ckpt_chunk = 64;
   a.dtype = static_cast<T>(7);
   EXPECT_THROW(cu::selective_scan_fwd(a, out.ptr(), 16, nullptr, nullptr), Error);
   a.dtype = T::bf16;

@@ -423,10 +423,10 @@ void check_conv(const Ctx& x, const Conv1dArgs& a) {
   x.check(a.x_ld < (int64_t(1) << 31), "x_ld >= 2^31");  // the kernels' row strides are 32-bit
 }
 
-// Blocks of the fast path for runs of `run` tokens (the launcher's grid: 32 channel
-// vectors × 4 runs a block, see conv1d.cu fast_map).
-int64_t conv_blocks(const Conv1dArgs& a, int run) {
-  const int64_t vpr = a.channels / (8 / dtype_size(a.dtype));
+// Blocks of the fast path for runs of `run` tokens, `bytes` of channels a thread (the
+// launcher's grid: 32 channel vectors × 4 runs a block, see conv1d.cu fast_map).
+int64_t conv_blocks(const Conv1dArgs& a, int run, int bytes = 8) {
+  const int64_t vpr = a.channels / (bytes / dtype_size(a.dtype));
   const int64_t VB = vpr < 32 ? vpr : 32, RB = 128 / VB;
   const int64_t nruns = (a.len + run - 1) / run;
   return (vpr + VB - 1) / VB * ((nruns + RB - 1) / RB) * a.batch;
@@ -442,6 +442,7 @@ ConvK conv_fill(const Conv1dArgs& a) {
   // 8 bytes of channels a thread and runs of 32 tokens measured best on an H100 (runs
   // amortise the K−1 halo rows; shorter ones only when the chip would not fill).
   k.ring = env_int("MAMBASEQ_CONV_RING", 0) == 1;
+  k.narrow = env_int("MAMBASEQ_CONV_NARROW_FWD", 0) == 1;  // forward only (A/B, untimed)
   k.rows_bwd = env_int_conv("MAMBASEQ_CONV_ROWS_BWD", 4) == 8 ? 8 : 4;
   k.interior = env_int("MAMBASEQ_CONV_INTERIOR", 1) != 0;
   const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));
@@ -450,15 +451,16 @@ ConvK conv_fill(const Conv1dArgs& a) {
   // Long runs (128, else 256) where they fit in one partial wave, measured faster there
   // than several waves of short ones; short runs where even 256 would need more.
   if (const int cap = detail::conv_fast_capacity(k, false); cap > 0) {
+    const int bytes = k.narrow ? 4 : 8;
     if (env_int("MAMBASEQ_CONV_FWD_FILL", 0) == 1) {
       // One wave at full residency: the shortest run (≥ 32 tokens) whose blocks all fit.
-      const int64_t per_group = conv_blocks(a, static_cast<int>(a.len));  // blocks of one run group
-      const int64_t vpr = a.channels / (8 / dtype_size(a.dtype)), RB = 128 / (vpr < 32 ? vpr : 32);
+      const int64_t per_group = conv_blocks(a, static_cast<int>(a.len), bytes);  // blocks of one run group
+      const int64_t vpr = a.channels / (bytes / dtype_size(a.dtype)), RB = 128 / (vpr < 32 ? vpr : 32);
       if (const int64_t groups = cap / per_group; groups >= 1)
         k.run = static_cast<int>(std::max<int64_t>(32, (a.len + groups * RB - 1) / (groups * RB)));
-    } else if (conv_blocks(a, 128) <= cap) {
+    } else if (conv_blocks(a, 128, bytes) <= cap) {
       k.run = 128;
-    } else if (conv_blocks(a, 256) <= cap) {
+    } else if (conv_blocks(a, 256, bytes) <= cap) {
       k.run = 256;
     }
   }

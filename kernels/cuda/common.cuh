@@ -60,9 +60,13 @@ __device__ __forceinline__ uint4 pack16(const float (&f)[kVec<T>]) {
   return v;
 }
 
-// V elements of T as one 8- or 16-byte register vector.
+// V elements of T as one 4-, 8- or 16-byte register vector.
 template <int Bytes>
 struct RawVec;
+template <>
+struct RawVec<4> {
+  using type = unsigned;
+};
 template <>
 struct RawVec<8> {
   using type = uint2;

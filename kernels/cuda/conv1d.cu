@@ -458,22 +458,27 @@ __global__ void __launch_bounds__(kThreads) conv_step_kernel(const ConvK p) {
   static_cast<T*>(p.out)[b * p.out_ld + c] = from_f<T>(p.silu ? silu_f(acc) : acc);
 }
 
-// 8 bytes of channels a thread (16 measured slower: fewer threads, more registers).
-// The fast-path kernel for a launch (direction, batch rows / ring, SiLU).
+// 8 bytes of channels a thread (16 measured slower: fewer threads, more registers); the
+// forward optionally 4 (k.narrow: twice the threads at fewer registers each).
+template <typename T>
+constexpr int kV8 = kVec<T> / 2;
+template <typename T>
+constexpr int kV4 = kVec<T> / 4;
+// The fast-path kernel for a launch (direction, batch rows / ring / narrow, SiLU).
 template <typename T, int K>
 auto fast_kernel(const ConvK& k, bool bwd) -> void (*)(const ConvK) {
-  constexpr int V8 = kVec<T> / 2;
+  constexpr int V8 = kV8<T>, V4 = kV4<T>;
   if (bwd) {
     if (k.rows_bwd == 8) return k.silu ? conv_bwd_fast<T, K, V8, 8, true> : conv_bwd_fast<T, K, V8, 8, false>;
     return k.silu ? conv_bwd_fast<T, K, V8, 4, true> : conv_bwd_fast<T, K, V8, 4, false>;
   }
+  if (k.narrow) return k.silu ? conv_fwd_fast<T, K, V4, false, true> : conv_fwd_fast<T, K, V4, false, false>;
   if (k.ring) return k.silu ? conv_fwd_fast<T, K, V8, true, true> : conv_fwd_fast<T, K, V8, true, false>;
   return k.silu ? conv_fwd_fast<T, K, V8, false, true> : conv_fwd_fast<T, K, V8, false, false>;
 }
 template <typename T, int K>
 int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
-  constexpr int V8 = kVec<T> / 2;
-  const FastMap m = fast_map(k.C, V8, k.len, k.run);
+  const FastMap m = fast_map(k.C, !bwd && k.narrow ? kV4<T> : kV8<T>, k.len, k.run);
   const dim3 grid((m.vpr + m.VB - 1) / m.VB, (m.nruns + m.RB - 1) / m.RB, k.batch);
   fast_kernel<T, K>(k, bwd)<<<grid, kThreads, 0, s>>>(k);
   return cudaGetLastError();
@@ -530,8 +535,9 @@ int fast_occupancy_k(const ConvK& k, bool bwd) {
 // per (dtype, width, direction, variant).
 int conv_fast_capacity(const ConvK& k, bool bwd) {
   if (k.K < 2 || k.K > 4 || k.dtype < 0 || k.dtype > 2) return 0;
-  static int cache[3][5][8] = {};
-  int& c = cache[k.dtype][k.K][(k.silu ? 4 : 0) + (bwd ? 2 : 0) + ((bwd ? k.rows_bwd == 8 : k.ring) ? 1 : 0)];
+  static int cache[3][5][16] = {};
+  const int variant = bwd ? (k.rows_bwd == 8 ? 1 : 0) : (k.narrow ? 2 : (k.ring ? 1 : 0));
+  int& c = cache[k.dtype][k.K][(k.silu ? 8 : 0) + (bwd ? 4 : 0) + variant];
   if (c == 0) {
     int dev = 0, sms = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)

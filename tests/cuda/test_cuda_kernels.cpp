@@ -530,6 +530,8 @@ struct ConvCase {
   const char* run = nullptr;  // tokens per thread of the fast path (override), or null
   const char* ring = nullptr;  // forward fast path through the shared-memory ring ("1") or not ("0")
   const char* rows = nullptr;  // backward fast path rows per batch ("4" or "8")
+  bool narrow = false;         // forward fast path with 4 bytes of channels a thread
+  bool fill = false;           // forward run length from the one-full-wave rule
 };
 std::string conv_name(const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; }
 void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
@@ -541,9 +543,13 @@ TEST_P(ConvGpu, ForwardAndBackwardMatchTheCpu) {
   if (c.run) setenv("MAMBASEQ_CONV_RUN", c.run, 1);
   if (c.ring) setenv("MAMBASEQ_CONV_RING", c.ring, 1);
   if (c.rows) setenv("MAMBASEQ_CONV_ROWS_BWD", c.rows, 1);
+  if (c.narrow) setenv("MAMBASEQ_CONV_NARROW_FWD", "1", 1);
+  if (c.fill) setenv("MAMBASEQ_CONV_FWD_FILL", "1", 1);
   struct Unset {
     ~Unset() {
-      for (const char* v : {"MAMBASEQ_CONV_RUN", "MAMBASEQ_CONV_RING", "MAMBASEQ_CONV_ROWS_BWD"}) unsetenv(v);
+      for (const char* v : {"MAMBASEQ_CONV_RUN", "MAMBASEQ_CONV_RING", "MAMBASEQ_CONV_ROWS_BWD", "MAMBASEQ_CONV_NARROW_FWD",
+                            "MAMBASEQ_CONV_FWD_FILL"})
+        unsetenv(v);
     }
   } unset;
   Rng rng(500 + c.L + c.K);
@@ -620,7 +626,13 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     // 48 channel vectors: 128 threads are not a multiple of them (idle threads must stay idle)
     ConvCase{"K3_C96_f32_rows8", T::f32, 3, 100, 96, 3, true, true, true, 8, "16", "1", "8"},
     // 10 channel vectors: 128 threads are not a multiple of them (idle threads must stay idle)
-    ConvCase{"K4_C40_bf16_init", T::bf16, 2, 300, 40, 4, true, true, true, 8, "16"}),
+    ConvCase{"K4_C40_bf16_init", T::bf16, 2, 300, 40, 4, true, true, true, 8, "16"},
+    // the forward with 4 bytes of channels a thread, and with the one-full-wave run rule
+    ConvCase{"K4_narrow_bf16_init", T::bf16, 3, 301, 128, 4, true, true, true, 8, "64", nullptr, nullptr, true},
+    ConvCase{"K3_narrow_f32_nosilu", T::f32, 2, 77, 64, 3, false, true, true, 8, "16", nullptr, nullptr, true},
+    ConvCase{"K2_narrow_f16_C40", T::f16, 2, 150, 40, 2, true, false, true, 8, "32", nullptr, nullptr, true},
+    ConvCase{"K4_fill_bf16_init", T::bf16, 3, 1000, 256, 4, true, true, true, 8, nullptr, nullptr, nullptr, false, true},
+    ConvCase{"K4_fill_narrow_bf16_L5", T::bf16, 2, 5, 64, 4, true, true, true, 8, nullptr, nullptr, nullptr, true, true}),
     conv_name);
 // clang-format on
 

@@ -43,6 +43,7 @@ bool device_available();
 //   y_t = ⟨h_t, C_t⟩ + D·u_t,   out_t = y_t · silu(z_t)   (D and z optional)
 // B and C are per token, shared by all channels of a group: channel c uses group
 // g = c / (dim/ngroups), columns g·dstate .. g·dstate+dstate−1 of its row.
+constexpr int64_t kScanChunk = 64;  // the default checkpoint interval and the longest one
 struct ScanArgs {
   DType dtype = DType::bf16;
   int64_t batch = 0, len = 0, dim = 0, dstate = 0, ngroups = 1;  // dstate ≤ 64
@@ -60,15 +61,14 @@ struct ScanArgs {
   const float* delta_bias = nullptr;  // [dim] or null
   bool delta_softplus = false;
   const float* h0 = nullptr;    // [batch, dim, dstate] initial state or null (zeros)
-  // Tokens between the checkpoints the forward leaves for the backward: 64, or 32 (twice
-  // the checkpoint memory; the backward's common shape then runs in 32-token chunks at
-  // 3 blocks an SM). The forward and backward of one step must be given the same value.
-  int64_t ckpt_chunk = 64;
+  // Tokens between the checkpoints the forward leaves for the backward: kScanChunk, or 32
+  // (twice the checkpoint memory; the backward's common shape then runs in 32-token chunks
+  // at 3 blocks an SM). The forward and backward of one step must be given the same value.
+  int64_t ckpt_chunk = kScanChunk;
 };
 
 // The backward recomputes states from checkpoints the forward leaves every
 // a.ckpt_chunk tokens: [batch, ceil(len/ckpt_chunk), dim, dstate] f32.
-constexpr int64_t kScanChunk = 64;  // the default interval and the longest one
 int64_t scan_checkpoint_floats(const ScanArgs& a);
 
 // Scratch for splitting long sequences into time segments (0 when none is needed). A

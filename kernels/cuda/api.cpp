@@ -171,7 +171,7 @@ int env_int(const char* name, int dflt) {
 // Time segments: enough independent (sequence, channel, segment) walkers to fill the
 // chip, segments of at least `min_seg` tokens (a multiple of 64: the backward's longest
 // chunk), at most max_p.
-constexpr int64_t kBwdUnit = 64;
+constexpr int64_t kBwdUnit = kScanChunk;
 void pick_segments(const ScanArgs& a, int64_t lanes_per_seg, int64_t want, int min_seg, int max_p,
                    const char* env, int* P, int* Lseg) {
   int p = env_int(env, 0);
@@ -423,13 +423,28 @@ void check_conv(const Ctx& x, const Conv1dArgs& a) {
   x.check(a.x_ld < (int64_t(1) << 31), "x_ld >= 2^31");  // the kernels' row strides are 32-bit
 }
 
-// Blocks of the fast path for runs of `run` tokens, `bytes` of channels a thread (the
-// launcher's grid: 32 channel vectors × 4 runs a block, see conv1d.cu fast_map).
+// The fast path's grid on the host (conv1d.cu fast_map): a row's vpr channel vectors of
+// `bytes` each, VB of them × RB runs a block.
+struct ConvGrid {
+  int64_t vpr, VB, RB;
+};
+ConvGrid conv_grid(const Conv1dArgs& a, int bytes) {
+  const int64_t vpr = a.channels / (bytes / dtype_size(a.dtype)), VB = vpr < 32 ? vpr : 32;
+  return {vpr, VB, 128 / VB};
+}
+// Blocks for runs of `run` tokens.
 int64_t conv_blocks(const Conv1dArgs& a, int run, int bytes = 8) {
-  const int64_t vpr = a.channels / (bytes / dtype_size(a.dtype));
-  const int64_t VB = vpr < 32 ? vpr : 32, RB = 128 / VB;
+  const ConvGrid g = conv_grid(a, bytes);
   const int64_t nruns = (a.len + run - 1) / run;
-  return (vpr + VB - 1) / VB * ((nruns + RB - 1) / RB) * a.batch;
+  return (g.vpr + g.VB - 1) / g.VB * ((nruns + g.RB - 1) / g.RB) * a.batch;
+}
+// The shortest run (≥ 32 tokens) for which the blocks fill `slots` resident blocks at
+// most, or 0 when even one run group per sequence needs more.
+int64_t run_for_slots(const Conv1dArgs& a, int64_t slots, int bytes = 8) {
+  const int64_t groups = slots / conv_blocks(a, static_cast<int>(a.len), bytes);  // run groups that fit
+  if (groups < 1) return 0;
+  const int64_t RB = conv_grid(a, bytes).RB;
+  return std::max<int64_t>(32, (a.len + groups * RB - 1) / (groups * RB));
 }
 
 ConvK conv_fill(const Conv1dArgs& a) {
@@ -453,11 +468,8 @@ ConvK conv_fill(const Conv1dArgs& a) {
   if (const int cap = detail::conv_fast_capacity(k, false); cap > 0) {
     const int bytes = k.narrow ? 4 : 8;
     if (env_int("MAMBASEQ_CONV_FWD_FILL", 0) == 1) {
-      // One wave at full residency: the shortest run (≥ 32 tokens) whose blocks all fit.
-      const int64_t per_group = conv_blocks(a, static_cast<int>(a.len), bytes);  // blocks of one run group
-      const int64_t vpr = a.channels / (bytes / dtype_size(a.dtype)), RB = 128 / (vpr < 32 ? vpr : 32);
-      if (const int64_t groups = cap / per_group; groups >= 1)
-        k.run = static_cast<int>(std::max<int64_t>(32, (a.len + groups * RB - 1) / (groups * RB)));
+      // One wave at full residency: the shortest run whose blocks all fit.
+      if (const int64_t run = run_for_slots(a, cap, bytes); run > 0) k.run = static_cast<int>(run);
     } else if (conv_blocks(a, 128, bytes) <= cap) {
       k.run = 128;
     } else if (conv_blocks(a, 256, bytes) <= cap) {
@@ -518,14 +530,11 @@ void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx
     // (32..512 tokens) that minimises it for the resident-block capacity.
     if (const int cap = detail::conv_fast_capacity(k, true); cap > 0 && k.vec && a.width >= 2 && a.width <= 4) {
       // candidates: for w = 1, 2, … waves, the shortest run that fits in w waves
-      const int64_t per_group = conv_blocks(a, static_cast<int>(a.len));  // blocks per run group
-      const int64_t vpr = a.channels / (8 / dtype_size(a.dtype)), RB = 128 / (vpr < 32 ? vpr : 32);
       int64_t best = -1;
       for (int64_t w = 1; w <= 64; ++w) {
-        const int64_t groups = w * cap / per_group;
-        if (groups < 1) continue;
-        int64_t run = (a.len + groups * RB - 1) / (groups * RB);
-        run = std::min<int64_t>(512, std::max<int64_t>(32, run));
+        int64_t run = run_for_slots(a, w * cap);
+        if (run == 0) continue;
+        run = std::min<int64_t>(512, run);
         const int64_t cost = (conv_blocks(a, static_cast<int>(run)) + cap - 1) / cap * (run + 24);
         if (best < 0 || cost < best) best = cost, k.run = static_cast<int>(run);
         if (run == 32) break;

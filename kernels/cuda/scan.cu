@@ -474,7 +474,7 @@ __global__ void __launch_bounds__(256) scan_fwd_kernel(const ScanK p) {
 // Time segments (few channels, long sequences): pass 1 leaves each segment's local end
 // state (from h = 0) and Σδ in ws; scan_fold_kernel<false> turns those into start states.
 constexpr int kQN = 16;  // padded states per channel
-constexpr int kQT = 64;  // tile tokens (checkpoints fall on tile starts, and at 32 when every 32)
+constexpr int kQT = 64;  // tile tokens (checkpoints fall on tile starts and, every 32, in the middle)
 constexpr int kQU = 8;   // tokens per group
 
 struct QLayout {
@@ -606,7 +606,10 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
 #pragma unroll
     for (int g = 0; g < NG; ++g) {
       if (g * kQU >= tn) break;
-      if (PASS == 2 && g * kQU == 32 && p.ck_every == 32 && p.ckpt && cvalid)  // inside the tile
+      // Inside the tile: its middle, with checkpoints every 32 (the general ck_at test here
+      // costs the S = 8 kernel 14 registers, 3 → 2 blocks an SM).
+      static_assert(kQT == 64 && 32 % kQU == 0, "the q-kernel's checkpoints: tile start and middle");
+      if (PASS == 2 && g * kQU == 32 && p.ck_every == 32 && p.ckpt && cvalid)
         store_states<S>(ck_row(p, b, t0 + 32, c), h, q * S, N, p.ck4);
       const float2* wbg = wb + (g & 1) * kQU * W;
       float y[kQU];

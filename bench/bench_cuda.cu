@@ -113,6 +113,12 @@ struct ScanBufs {
   cu::ScanArgs a;
   cu::ScanGrads g;
   static constexpr int64_t kMaxSeg = 128;  // time segments the workspace holds (sweeps may force many)
+  // Checkpoint floats at the shortest interval the API takes (32 tokens), so any sweep fits.
+  static int64_t ckpt_room(const Shape& sh) {
+    cu::ScanArgs q;
+    q.batch = sh.b, q.len = sh.L, q.dim = sh.d, q.dstate = sh.N, q.ckpt_chunk = 32;
+    return cu::scan_checkpoint_floats(q);
+  }
   explicit ScanBufs(const Shape& s_)
       : s(s_),
         rows(s_.b * s_.L),
@@ -125,7 +131,7 @@ struct ScanBufs {
         D(s_.d * 4),
         bias(s_.d * 4),
         out(rows * s_.d * 2),
-        ckpt(s_.b * s_.d * s_.N * ((s_.L + 31) / 32) * 4),  // room for the shortest interval
+        ckpt(ckpt_room(s_) * 4),
         dout(rows * s_.d * 2),
         dxz(rows * 2 * s_.d * 2),
         ddelta(rows * s_.d * 2),
@@ -170,6 +176,8 @@ struct ScanBufs {
   int64_t ck_written = 0;  // interval of the checkpoints in ckpt (0: none yet)
   void fwd(bool with_ckpt) {
     set_ckpt_chunk();
+    if (with_ckpt && cu::scan_checkpoint_floats(a) > ckpt_room(s))
+      throw std::runtime_error("ckpt_chunk=" + std::to_string(a.ckpt_chunk) + " needs more checkpoint floats than the bench holds");
     cu::selective_scan_fwd(a, out.as(), s.d, nullptr, with_ckpt ? ckpt.as<float>() : nullptr, nullptr, workspace());
     if (with_ckpt) ck_written = a.ckpt_chunk;
   }
@@ -327,9 +335,10 @@ int main(int argc, char** argv) {
   auto qget = [&](const char* kind, const Shape& s) {
     return qref.count(key(kind, s)) ? qref[key(kind, s)] : std::make_pair(0.0, 0.0);
   };
-  // SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV="VAR=VAL[,VAR=VAL] ...": the scan forward
-  // (without checkpoints), the scan backward, the scan forward (with checkpoints) +
-  // backward or the conv forward + backward timed under each item's settings in turn.
+  // SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV / SWEEP_CONV_FWD / SWEEP_CONV_BWD =
+  // "VAR=VAL[,VAR=VAL] ...": the scan forward (without checkpoints), the scan backward, the
+  // scan forward (with checkpoints) + backward, the conv forward + backward, forward or
+  // backward timed under each item's settings in turn.
   auto sweep_items = [&](const Shape& s, const char* env, const char* what, const std::function<void()>& fn) {
     const char* sv = std::getenv(env);
     if (!sv) return;
@@ -410,6 +419,8 @@ int main(int argc, char** argv) {
                     (long long)s.b, (long long)s.d, (long long)s.L, f, b, fb);
       detail += buf;
       sweep_items(s, "SWEEP_CONV", "conv fwd+bwd", [&] { cb.fwd(); cb.bwd(); });
+      sweep_items(s, "SWEEP_CONV_FWD", "conv fwd", [&] { cb.fwd(); });
+      sweep_items(s, "SWEEP_CONV_BWD", "conv bwd", [&] { cb.bwd(); });
     }
   } catch (const std::exception& e) {
     std::printf("bench_cuda: %s\n", e.what());

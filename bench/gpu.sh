@@ -5,7 +5,7 @@
 # tests; time the reference kernels if a reference harness is present in .ref/ (kept out
 # of the repository: it builds third-party sources); run bench_cuda with the reference
 # times side by side, writing $OUT/cuda_h100.md (copied to bench/results/ by hand).
-# SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
+# SWEEP_FWD / SWEEP_BWD / SWEEP_FB / SWEEP_CONV (/ _FWD / _BWD)="VAR=VAL[,VAR=VAL] ..." add other launch shapes to the
 # log, e.g. SWEEP_FWD="MAMBASEQ_SCAN_FWD_Q=4,1 MAMBASEQ_SCAN_FWD_Q=16,64"
 # SWEEP_CONV="MAMBASEQ_CONV_RUN=128 MAMBASEQ_CONV_RING=1 MAMBASEQ_CONV_INTERIOR=0".
 # TEST_ENVS="VAR=VAL[,VAR=VAL] ...": the scan GPU tests again under each setting.

@@ -458,6 +458,7 @@ ConvK conv_fill(const Conv1dArgs& a) {
   // amortise the K−1 halo rows; shorter ones only when the chip would not fill).
   k.ring = env_int("MAMBASEQ_CONV_RING", 0) == 1;
   k.narrow = env_int("MAMBASEQ_CONV_NARROW_FWD", 0) == 1;  // forward only (A/B, untimed)
+  k.tanh = env_int("MAMBASEQ_CONV_TANH", 0) == 1;  // 16-bit types, fast paths (A/B, untimed)
   k.rows_bwd = env_int_conv("MAMBASEQ_CONV_ROWS_BWD", 4) == 8 ? 8 : 4;
   k.interior = env_int("MAMBASEQ_CONV_INTERIOR", 1) != 0;
   const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));

@@ -73,10 +73,16 @@ __device__ __forceinline__ void cp_async8m(void* smem, const void* gmem, bool va
                : "memory");
 }
 
+// ACT: the output activation. kActTanh (16-bit types only) is SiLU through tanh from
+// halved weights and bias (common.cuh, silu_of_half): pre/2 comes out of the same FMAs.
+constexpr int kActNone = 0, kActSilu = 1, kActTanh = 2;
+template <int ACT>
+constexpr float kActScale = ACT == kActTanh ? 0.5f : 1.f;  // on w and bias
+
 // RING: rows come through a per-thread ring of kRingFwd rows in shared memory filled by
 // cp.async (more bytes in flight, no registers held), else register batches.
 constexpr int kRingFwd = 16;
-template <typename T, int K, int V, bool RING, bool SILU>
+template <typename T, int K, int V, bool RING, int ACT>
 __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
   __shared__ __align__(16) raw_t<T, V> ring[RING ? kRingFwd : 1][kThreads];
   const FastMap m = fast_map(p.C, V, p.len, p.run);
@@ -89,8 +95,8 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
 #pragma unroll
   for (int e = 0; e < V; ++e) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) w[k][e] = p.w[(c + e) * K + k];
-    bias[e] = p.bias ? p.bias[c + e] : 0.f;
+    for (int k = 0; k < K; ++k) w[k][e] = p.w[(c + e) * K + k] * kActScale<ACT>;
+    bias[e] = p.bias ? p.bias[c + e] * kActScale<ACT> : 0.f;
   }
   float win[K][V];  // win[0..K−2]: the K−1 previous inputs, oldest first
 #pragma unroll
@@ -135,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
         float acc = bias[e];
 #pragma unroll
         for (int k = 0; k < K; ++k) acc = fmaf(w[k][e], win[k][e], acc);
-        o[e] = SILU ? silu_f(acc) : acc;
+        o[e] = ACT == kActSilu ? silu_f(acc) : ACT == kActTanh ? silu_of_half(acc) : acc;
       }
       *reinterpret_cast<raw_t<T, V>*>(out + (static_cast<int64_t>(b) * p.len + tc + i) * p.out_ld + c) = pack<T, V>(o);
 #pragma unroll
@@ -167,7 +173,15 @@ __global__ void __launch_bounds__(kThreads) conv_fwd_fast(const ConvK p) {
 // D = 16 rows in shared memory filled by cp.async (one commit group per row), so ~D rows
 // per thread are in flight without holding registers (the register-buffered version was
 // limited by bytes in flight: 158 registers, 12 warps per SM).
-template <typename T, int K, int V, int R, bool SILU>
+// dpre from dout and the recomputed pre-activation (pre/2 with kActTanh). With kActTanh
+// the result is 2·dpre: dx then comes out right from the halved weights, and dw/dbias
+// are halved once, at the block reduction.
+template <int ACT>
+__device__ __forceinline__ float act_grad(float g, float acc) {
+  if constexpr (ACT == kActTanh) return fmaf(g, silu_grad2m1_of_half(acc), g);
+  return g * silu_grad_f(acc);
+}
+template <typename T, int K, int V, int R, int ACT>
 __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
   constexpr int kRowsBwd = R, D = 16;
   __shared__ float red[kThreads * (K + 1)];  // per thread, one channel-sum slot at a time
@@ -207,8 +221,8 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
 #pragma unroll
     for (int e = 0; e < V; ++e) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) w[k][e] = p.w[(c + e) * K + k];
-      bias[e] = p.bias ? p.bias[c + e] : 0.f;
+      for (int k = 0; k < K; ++k) w[k][e] = p.w[(c + e) * K + k] * kActScale<ACT>;
+      bias[e] = p.bias ? p.bias[c + e] * kActScale<ACT> : 0.f;
     }
     float win[K][V], hist[K][V];  // inputs x̃[t−K+1..t]; dpre[t−K+1..t] (newest last)
 #pragma unroll
@@ -241,11 +255,11 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
 #pragma unroll
           for (int e = 0; e < V; ++e) {
             float d = g[e];
-            if constexpr (SILU) {
+            if constexpr (ACT != kActNone) {
               float acc = fmaf(w[K - 1][e], win[K - 1][e], bias[e]);
 #pragma unroll
               for (int k = 0; k < K - 1; ++k) acc = fmaf(w[k][e], win[k][e], acc);
-              d *= silu_grad_f(acc);
+              d = act_grad<ACT>(d, acc);
             }
             dp[e] = d;
             gb[e] += d;
@@ -284,11 +298,11 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
 #pragma unroll
           for (int e = 0; e < V; ++e) {
             float d = g[e];
-            if constexpr (SILU) {
+            if constexpr (ACT != kActNone) {
               float acc = bias[e];
 #pragma unroll
               for (int k = 0; k < K; ++k) acc = fmaf(w[k][e], win[k][e], acc);
-              d *= silu_grad_f(acc);
+              d = act_grad<ACT>(d, acc);
             }
             dp[e] = d;
             if (t < te) {
@@ -337,8 +351,8 @@ __global__ void __launch_bounds__(kThreads) conv_bwd_fast(const ConvK p) {
 #pragma unroll
   for (int e = 0; e < V; ++e) {
 #pragma unroll
-    for (int k = 0; k < K; ++k) red[k * kThreads + threadIdx.x] = gw[k][e];
-    red[K * kThreads + threadIdx.x] = gb[e];
+    for (int k = 0; k < K; ++k) red[k * kThreads + threadIdx.x] = gw[k][e] * kActScale<ACT>;
+    red[K * kThreads + threadIdx.x] = gb[e] * kActScale<ACT>;
     __syncthreads();
     for (int i = threadIdx.x; i < (K + 1) * m.VB; i += kThreads) {
       const int k = i / m.VB, v = i - k * m.VB;
@@ -464,17 +478,31 @@ template <typename T>
 constexpr int kV8 = kVec<T> / 2;
 template <typename T>
 constexpr int kV4 = kVec<T> / 4;
-// The fast-path kernel for a launch (direction, batch rows / ring / narrow, SiLU).
+// The launch's activation: SiLU through tanh only where asked for and the type is 16-bit
+// (dtype 0 is f32).
+int conv_act(const ConvK& k) { return !k.silu ? kActNone : (k.tanh && k.dtype != 0 ? kActTanh : kActSilu); }
+using ConvKernel = void (*)(const ConvK);
+// One kernel per activation; the tanh form is compiled for 16-bit types only.
+template <typename T, int K, int V, int R>
+ConvKernel bwd_kernel(int act) {
+  if constexpr (sizeof(T) == 2)
+    if (act == kActTanh) return conv_bwd_fast<T, K, V, R, kActTanh>;
+  return act == kActSilu ? conv_bwd_fast<T, K, V, R, kActSilu> : conv_bwd_fast<T, K, V, R, kActNone>;
+}
+template <typename T, int K, int V, bool RING>
+ConvKernel fwd_kernel(int act) {
+  if constexpr (sizeof(T) == 2)
+    if (act == kActTanh) return conv_fwd_fast<T, K, V, RING, kActTanh>;
+  return act == kActSilu ? conv_fwd_fast<T, K, V, RING, kActSilu> : conv_fwd_fast<T, K, V, RING, kActNone>;
+}
+// The fast-path kernel for a launch (direction, batch rows / ring / narrow, activation).
 template <typename T, int K>
-auto fast_kernel(const ConvK& k, bool bwd) -> void (*)(const ConvK) {
+ConvKernel fast_kernel(const ConvK& k, bool bwd) {
   constexpr int V8 = kV8<T>, V4 = kV4<T>;
-  if (bwd) {
-    if (k.rows_bwd == 8) return k.silu ? conv_bwd_fast<T, K, V8, 8, true> : conv_bwd_fast<T, K, V8, 8, false>;
-    return k.silu ? conv_bwd_fast<T, K, V8, 4, true> : conv_bwd_fast<T, K, V8, 4, false>;
-  }
-  if (k.narrow) return k.silu ? conv_fwd_fast<T, K, V4, false, true> : conv_fwd_fast<T, K, V4, false, false>;
-  if (k.ring) return k.silu ? conv_fwd_fast<T, K, V8, true, true> : conv_fwd_fast<T, K, V8, true, false>;
-  return k.silu ? conv_fwd_fast<T, K, V8, false, true> : conv_fwd_fast<T, K, V8, false, false>;
+  const int act = conv_act(k);
+  if (bwd) return k.rows_bwd == 8 ? bwd_kernel<T, K, V8, 8>(act) : bwd_kernel<T, K, V8, 4>(act);
+  if (k.narrow) return fwd_kernel<T, K, V4, false>(act);
+  return k.ring ? fwd_kernel<T, K, V8, true>(act) : fwd_kernel<T, K, V8, false>(act);
 }
 template <typename T, int K>
 int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
@@ -535,9 +563,10 @@ int fast_occupancy_k(const ConvK& k, bool bwd) {
 // per (dtype, width, direction, variant).
 int conv_fast_capacity(const ConvK& k, bool bwd) {
   if (k.K < 2 || k.K > 4 || k.dtype < 0 || k.dtype > 2) return 0;
-  static int cache[3][5][16] = {};
+  static int cache[3][5][24] = {};
   const int variant = bwd ? (k.rows_bwd == 8 ? 1 : 0) : (k.narrow ? 2 : (k.ring ? 1 : 0));
-  int& c = cache[k.dtype][k.K][(k.silu ? 8 : 0) + (bwd ? 4 : 0) + variant];
+  const int act = conv_act(k);
+  int& c = cache[k.dtype][k.K][act * 8 + (bwd ? 4 : 0) + variant];
   if (c == 0) {
     int dev = 0, sms = 0;
     if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)

@@ -61,6 +61,7 @@ struct ConvK {
   int run = 0;       // tokens per thread (fast path)
   bool ring = false;  // forward fast path: rows through a cp.async ring in shared memory
   bool narrow = false;  // forward fast path: 4 bytes of channels a thread instead of 8 (no ring)
+  bool tanh = false;    // fast paths, 16-bit types: SiLU and its gradient through one tanh (MUFU) op
   int rows_bwd = 4;  // backward fast path: rows requested together (4 or 8)
   bool interior = true;  // backward fast path: condition-free code for interior row batches
   const void* x = nullptr;

@@ -532,6 +532,7 @@ struct ConvCase {
   const char* rows = nullptr;  // backward fast path rows per batch ("4" or "8")
   bool narrow = false;         // forward fast path with 4 bytes of channels a thread
   bool fill = false;           // forward run length from the one-full-wave rule
+  bool tanh = false;           // SiLU through tanh (16-bit types; f32 must keep the exact form)
 };
 std::string conv_name(const ::testing::TestParamInfo<ConvCase>& i) { return i.param.name; }
 void PrintTo(const ConvCase& c, std::ostream* os) { *os << c.name; }
@@ -545,10 +546,11 @@ TEST_P(ConvGpu, ForwardAndBackwardMatchTheCpu) {
   if (c.rows) setenv("MAMBASEQ_CONV_ROWS_BWD", c.rows, 1);
   if (c.narrow) setenv("MAMBASEQ_CONV_NARROW_FWD", "1", 1);
   if (c.fill) setenv("MAMBASEQ_CONV_FWD_FILL", "1", 1);
+  if (c.tanh) setenv("MAMBASEQ_CONV_TANH", "1", 1);
   struct Unset {
     ~Unset() {
       for (const char* v : {"MAMBASEQ_CONV_RUN", "MAMBASEQ_CONV_RING", "MAMBASEQ_CONV_ROWS_BWD", "MAMBASEQ_CONV_NARROW_FWD",
-                            "MAMBASEQ_CONV_FWD_FILL"})
+                            "MAMBASEQ_CONV_FWD_FILL", "MAMBASEQ_CONV_TANH"})
         unsetenv(v);
     }
   } unset;
@@ -632,7 +634,15 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     ConvCase{"K3_narrow_f32_nosilu", T::f32, 2, 77, 64, 3, false, true, true, 8, "16", nullptr, nullptr, true},
     ConvCase{"K2_narrow_f16_C40", T::f16, 2, 150, 40, 2, true, false, true, 8, "32", nullptr, nullptr, true},
     ConvCase{"K4_fill_bf16_init", T::bf16, 3, 1000, 256, 4, true, true, true, 8, nullptr, nullptr, nullptr, false, true},
-    ConvCase{"K4_fill_narrow_bf16_L5", T::bf16, 2, 5, 64, 4, true, true, true, 8, nullptr, nullptr, nullptr, true, true}),
+    ConvCase{"K4_fill_narrow_bf16_L5", T::bf16, 2, 5, 64, 4, true, true, true, 8, nullptr, nullptr, nullptr, true, true},
+    // SiLU through tanh: both directions, every width, interior and edge batches, the ring,
+    // 8-row batches, the narrow forward, f16; f32 asks for it and must stay exact (1e-5)
+    ConvCase{"K4_tanh_bf16_init", T::bf16, 3, 1000, 256, 4, true, true, true, 8, nullptr, nullptr, nullptr, false, false, true},
+    ConvCase{"K4_tanh_bf16_L65536", T::bf16, 1, 65536, 64, 4, true, true, true, 8, nullptr, nullptr, nullptr, false, false, true},
+    ConvCase{"K3_tanh_f16_ring_rows8", T::f16, 2, 301, 128, 3, true, true, true, 8, "64", "1", "8", false, false, true},
+    ConvCase{"K2_tanh_bf16_nobias_L5", T::bf16, 2, 5, 64, 2, true, false, true, 8, "256", "0", "4", false, false, true},
+    ConvCase{"K4_tanh_narrow_bf16_C40", T::bf16, 2, 300, 40, 4, true, true, true, 8, "16", nullptr, nullptr, true, false, true},
+    ConvCase{"K4_tanh_f32_stays_exact", T::f32, 3, 129, 64, 4, true, true, true, 8, nullptr, nullptr, nullptr, false, false, true}),
     conv_name);
 // clang-format on
 

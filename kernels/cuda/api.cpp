@@ -300,6 +300,7 @@ void selective_scan_fwd(const ScanArgs& a, void* out, int64_t out_ld, float* h_f
   fill_common(k, a);
   k.out = out, k.out_ld = out_ld, k.h_final = h_final, k.ckpt = ckpt;
   k.ck4 = a.dstate % 4 == 0 && aligned(ckpt, 16) && aligned(h_final, 16);  // 16-byte state rows
+  k.tanh_gate = a.dtype != DType::f32 && env_int("MAMBASEQ_SCAN_TANH", 0) == 1;  // A/B, untimed
   const FwdPlan plan = fwd_plan(a);
   if (plan.seq) {
     k.seq = true, k.S = plan.S, k.CW = plan.CW, k.CB = plan.CW, k.P = plan.P, k.Lseg = plan.Lseg;

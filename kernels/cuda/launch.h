@@ -40,6 +40,7 @@ struct ScanK {
   float* ckpt = nullptr;
   const float* ckpt_in = nullptr;
   bool ck4 = false;  // checkpoints and h_final by 16-byte accesses (N % 4 == 0, 16-byte aligned)
+  bool tanh_gate = false;  // q/seq forward, 16-bit types: the gate's silu(z) through one tanh op
   // backward
   const void* dout = nullptr;
   int64_t dout_ld = 0;

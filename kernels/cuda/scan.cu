@@ -21,6 +21,7 @@
 //    leaving each segment's true start state; pass 2 starts from it and produces the
 //    output (~128K walkers; the exps of all but the last segment are done twice: the
 //    price of filling the chip when channels are few).
+//  Pass 2 of both takes TG (16-bit types, opt-in): the gate's silu(z) through one tanh.
 //
 // Forward, dstate > 16 (scan_fwd_kernel): G lanes per channel, S states each; per tile
 //   prep:     δ = softplus(delta + bias), δu = δ·u, B/C to f32        (per element)
@@ -505,7 +506,14 @@ __device__ __forceinline__ void prep_bc_q(float* dst, const T* Bs, const T* Cs, 
   }
 }
 
-template <typename T, int S, int PASS>
+// The gate's silu(z): exact, or (TG: 16-bit types, MAMBASEQ_SCAN_TANH=1) through one tanh op.
+template <bool TG>
+__device__ __forceinline__ float gate_silu(float z) {
+  if constexpr (TG) return silu_of_half(0.5f * z);
+  return silu_f(z);
+}
+
+template <typename T, int S, int PASS, bool TG = false>
 __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
   constexpr int G = kQN / S, W = 32 / G, K = kQU / G;
   extern __shared__ __align__(16) unsigned char smem[];
@@ -655,7 +663,7 @@ __global__ void __launch_bounds__(128) scan_fwd_q_kernel(const ScanK p) {
 #pragma unroll
         for (int j = 0; j < K; ++j) {
           float v = fmaf(Dv, uk[g][j], y[j]);
-          if (Z) v *= silu_f(zk[g][j]);
+          if (Z) v *= gate_silu<TG>(zk[g][j]);
           ys[g * K + j] = v;
         }
       }
@@ -721,7 +729,7 @@ __device__ __forceinline__ void st_global(T* p, float v) {
 
 // pass = 1: local end state and Σδ of segment p (from h = 0), into ws.
 // pass = 2: the output, from the folded start state.
-template <typename T, int PASS>
+template <typename T, int PASS, bool TG = false>
 __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int tid = threadIdx.x, CW = blockDim.x;
@@ -812,7 +820,7 @@ __global__ void __launch_bounds__(128) scan_fwd_seq_kernel(const ScanK p) {
         dsum += dt;
       } else {
         y = fmaf(Dv, uu, y);
-        if (Z) y *= silu_f(to_f(rz[t * CW + tid]));
+        if (Z) y *= gate_silu<TG>(to_f(rz[t * CW + tid]));
         ys[t] = y;
       }
     }
@@ -1381,9 +1389,14 @@ int launch_q_s(const ScanK& k, cudaStream_t s) {
     scan_fwd_q_kernel<T, S, 1><<<dim3(gx, k.P - 1, k.batch), NT, smem, s>>>(k);
     if (int e = launch_fold<false>(k, s)) return e;
   }
-  if (int e = set_smem(scan_fwd_q_kernel<T, S, 2>, smem)) return e;
-  scan_fwd_q_kernel<T, S, 2><<<dim3(gx, k.P, k.batch), NT, smem, s>>>(k);
-  return cudaGetLastError();
+  auto pass2 = [&](auto kern) {
+    if (int e = set_smem(kern, smem)) return e;
+    kern<<<dim3(gx, k.P, k.batch), NT, smem, s>>>(k);
+    return static_cast<int>(cudaGetLastError());
+  };
+  if constexpr (sizeof(T) == 2)
+    if (k.tanh_gate) return pass2(scan_fwd_q_kernel<T, S, 2, true>);
+  return pass2(scan_fwd_q_kernel<T, S, 2>);
 }
 template <typename T>
 int launch_seq16(const ScanK& k, cudaStream_t s) {
@@ -1394,9 +1407,14 @@ int launch_seq16(const ScanK& k, cudaStream_t s) {
     scan_fwd_seq_kernel<T, 1><<<dim3(gx, k.P - 1, k.batch), k.CW, smem, s>>>(k);
     if (int e = launch_fold<false>(k, s)) return e;
   }
-  if (int e = set_smem(scan_fwd_seq_kernel<T, 2>, smem)) return e;
-  scan_fwd_seq_kernel<T, 2><<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
-  return cudaGetLastError();
+  auto pass2 = [&](auto kern) {
+    if (int e = set_smem(kern, smem)) return e;
+    kern<<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
+    return static_cast<int>(cudaGetLastError());
+  };
+  if constexpr (sizeof(T) == 2)
+    if (k.tanh_gate) return pass2(scan_fwd_seq_kernel<T, 2, true>);
+  return pass2(scan_fwd_seq_kernel<T, 2>);
 }
 template <typename T>
 int launch_seq(const ScanK& k, cudaStream_t s) {

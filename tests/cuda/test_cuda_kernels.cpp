@@ -156,6 +156,7 @@ struct ScanCase {
   bool stream = false;            // run on a user-created non-blocking stream (else the legacy one)
   int64_t ck_off = 0;             // checkpoints and h_final this many floats into their buffers (1: scalar accesses)
   int64_t ck_chunk = 64;          // ScanArgs::ckpt_chunk (32: the backward's 32-token kernel on its shape)
+  bool tanh = false;              // MAMBASEQ_SCAN_TANH=1: the forward's gate through tanh (16-bit types; f32 stays exact)
 };
 
 std::string case_name(const ::testing::TestParamInfo<ScanCase>& i) { return i.param.name; }
@@ -228,6 +229,10 @@ class ScanGpu : public Gpu, public ::testing::WithParamInterface<ScanCase> {};
 TEST_P(ScanGpu, ForwardAndBackwardMatchTheCpu) {
   const ScanCase c = GetParam();
   EnvCfg env(c.cfg_fwd, c.cfg_bwd, c.seg_fwd, c.seg_bwd, c.seg_g);
+  if (c.tanh) setenv("MAMBASEQ_SCAN_TANH", "1", 1);
+  struct UnsetTanh {
+    ~UnsetTanh() { unsetenv("MAMBASEQ_SCAN_TANH"); }
+  } unset_tanh;
   // A non-blocking stream shares no implicit order with the legacy stream the buffers'
   // copies use, so every result is read after syncing it: work the call forks elsewhere
   // must be joined back into it.
@@ -402,7 +407,15 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ScanGpu, ::testing::Values(
     ScanCase{"ck32_q8_f16_seg2", T::f16, 2, 333, 160, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,2", "2", nullptr, false, 0, 32},
     ScanCase{"ck32_N64_f32_h0", T::f32, 2, 130, 32, 64, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
     ScanCase{"ck32_N7_bf16", T::bf16, 2, 100, 48, 7, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
-    ScanCase{"ck32_dim20_f32", T::f32, 2, 77, 20, 16, 1, true, true, true, true, true, 1, 3, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32}),
+    ScanCase{"ck32_dim20_f32", T::f32, 2, 77, 20, 16, 1, true, true, true, true, true, 1, 3, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 32},
+    // the forward's gate through tanh: q-kernels (S = 2, 4, 8) and the lane-per-channel kernel
+    // with segments, bf16 and f16; f32 asks for it and must stay exact (1e-5)
+    ScanCase{"tanh_q4_bf16_h0", T::bf16, 3, 151, 96, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "4,1", nullptr, nullptr, false, 0, 64, true},
+    ScanCase{"tanh_q8_f16_seg2", T::f16, 2, 333, 160, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "8,2", "2", nullptr, false, 0, 64, true},
+    ScanCase{"tanh_q2_bf16_groups4", T::bf16, 2, 99, 64, 16, 4, true, true, true, true, true, 8, 8, nullptr, nullptr, "2,1", nullptr, nullptr, false, 0, 64, true},
+    ScanCase{"tanh_seq_bf16_seg4_ck32", T::bf16, 2, 700, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4", "4", nullptr, false, 0, 32, true},
+    ScanCase{"tanh_plan_bf16_L65536", T::bf16, 1, 65536, 32, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, nullptr, nullptr, nullptr, false, 0, 64, true},
+    ScanCase{"tanh_seq_f32_stays_exact", T::f32, 2, 700, 64, 16, 1, true, true, true, true, true, 8, 8, nullptr, nullptr, "16,4", "4", nullptr, false, 0, 64, true}),
     case_name);
 // clang-format on
 

@@ -424,27 +424,22 @@ void check_conv(const Ctx& x, const Conv1dArgs& a) {
   x.check(a.x_ld < (int64_t(1) << 31), "x_ld >= 2^31");  // the kernels' row strides are 32-bit
 }
 
-// The fast path's grid on the host (conv1d.cu fast_map): a row's vpr channel vectors of
-// `bytes` each, VB of them × RB runs a block.
-struct ConvGrid {
-  int64_t vpr, VB, RB;
-};
-ConvGrid conv_grid(const Conv1dArgs& a, int bytes) {
-  const int64_t vpr = a.channels / (bytes / dtype_size(a.dtype)), VB = vpr < 32 ? vpr : 32;
-  return {vpr, VB, 128 / VB};
+// The fast path's map for runs of `run` tokens, `bytes` of channels a thread.
+detail::FastMap conv_map(const Conv1dArgs& a, int64_t run, int bytes) {
+  return detail::fast_map(static_cast<int>(a.channels), bytes / dtype_size(a.dtype), static_cast<int>(a.len),
+                          static_cast<int>(run));
 }
 // Blocks for runs of `run` tokens.
-int64_t conv_blocks(const Conv1dArgs& a, int run, int bytes = 8) {
-  const ConvGrid g = conv_grid(a, bytes);
-  const int64_t nruns = (a.len + run - 1) / run;
-  return (g.vpr + g.VB - 1) / g.VB * ((nruns + g.RB - 1) / g.RB) * a.batch;
+int64_t conv_blocks(const Conv1dArgs& a, int64_t run, int bytes = 8) {
+  const detail::FastMap m = conv_map(a, run, bytes);
+  return int64_t(m.groups()) * m.run_groups() * a.batch;
 }
 // The shortest run (≥ 32 tokens) for which the blocks fill `slots` resident blocks at
 // most, or 0 when even one run group per sequence needs more.
 int64_t run_for_slots(const Conv1dArgs& a, int64_t slots, int bytes = 8) {
-  const int64_t groups = slots / conv_blocks(a, static_cast<int>(a.len), bytes);  // run groups that fit
+  const int64_t groups = slots / conv_blocks(a, a.len, bytes);  // run groups that fit
   if (groups < 1) return 0;
-  const int64_t RB = conv_grid(a, bytes).RB;
+  const int64_t RB = conv_map(a, a.len, bytes).RB;
   return std::max<int64_t>(32, (a.len + groups * RB - 1) / (groups * RB));
 }
 
@@ -459,7 +454,7 @@ ConvK conv_fill(const Conv1dArgs& a) {
   // amortise the K−1 halo rows; shorter ones only when the chip would not fill).
   k.ring = env_int("MAMBASEQ_CONV_RING", 0) == 1;
   k.narrow = env_int("MAMBASEQ_CONV_NARROW_FWD", 0) == 1;  // forward only (A/B, untimed)
-  k.tanh = env_int("MAMBASEQ_CONV_TANH", 0) == 1;  // 16-bit types, fast paths (A/B, untimed)
+  k.tanh = a.dtype != DType::f32 && env_int("MAMBASEQ_CONV_TANH", 0) == 1;  // fast paths (A/B, untimed)
   k.rows_bwd = env_int_conv("MAMBASEQ_CONV_ROWS_BWD", 4) == 8 ? 8 : 4;
   k.interior = env_int("MAMBASEQ_CONV_INTERIOR", 1) != 0;
   const int64_t vecs = a.batch * a.channels / (8 / dtype_size(a.dtype));
@@ -537,7 +532,7 @@ void conv1d_bwd(const Conv1dArgs& a, const void* dout, int64_t dout_ld, void* dx
         int64_t run = run_for_slots(a, w * cap);
         if (run == 0) continue;
         run = std::min<int64_t>(512, run);
-        const int64_t cost = (conv_blocks(a, static_cast<int>(run)) + cap - 1) / cap * (run + 24);
+        const int64_t cost = (conv_blocks(a, run) + cap - 1) / cap * (run + 24);
         if (best < 0 || cost < best) best = cost, k.run = static_cast<int>(run);
         if (run == 32) break;
       }

@@ -28,7 +28,7 @@ namespace mambaseq::cuda::detail {
 
 namespace {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = kConvThreads;
 constexpr int kRows = 8;     // forward: rows loaded together before any is used
 
 // x̃ at time j (j may be negative: initial state or zero).
@@ -37,19 +37,6 @@ __device__ __forceinline__ float conv_in(const ConvK& p, int b, int j, int c) {
   if (j >= 0) return to_f(static_cast<const T*>(p.x)[(static_cast<int64_t>(b) * p.len + j) * p.x_ld + c]);
   if (!p.init) return 0.f;
   return to_f(static_cast<const T*>(p.init)[(static_cast<int64_t>(b) * p.C + c) * (p.K - 1) + (p.K - 1) + j]);
-}
-
-// The block's threads: VB channel vectors × RB runs; grid (vector groups, run groups, batch).
-struct FastMap {
-  int VB, RB, vpr, nruns;
-};
-__host__ __device__ inline FastMap fast_map(int C, int V, int len, int run) {
-  FastMap m;
-  m.vpr = C / V;
-  m.VB = m.vpr < 32 ? m.vpr : 32;
-  m.RB = kThreads / m.VB;
-  m.nruns = (len + run - 1) / run;
-  return m;
 }
 
 // 16 bytes of row `t` (t may be negative) of sequence b at channel vector j.
@@ -478,22 +465,24 @@ template <typename T>
 constexpr int kV8 = kVec<T> / 2;
 template <typename T>
 constexpr int kV4 = kVec<T> / 4;
-// The launch's activation: SiLU through tanh only where asked for and the type is 16-bit
-// (dtype 0 is f32).
-int conv_act(const ConvK& k) { return !k.silu ? kActNone : (k.tanh && k.dtype != 0 ? kActTanh : kActSilu); }
+// The launch's activation (api.cpp sets k.tanh for 16-bit types only).
+int conv_act(const ConvK& k) { return !k.silu ? kActNone : (k.tanh ? kActTanh : kActSilu); }
 using ConvKernel = void (*)(const ConvK);
-// One kernel per activation; the tanh form is compiled for 16-bit types only.
+// One kernel per activation; the tanh form is compiled for 16-bit types only (f32 asked
+// for it gets the exact SiLU).
+template <typename T>
+constexpr int kTanhOr = sizeof(T) == 2 ? kActTanh : kActSilu;
 template <typename T, int K, int V, int R>
 ConvKernel bwd_kernel(int act) {
-  if constexpr (sizeof(T) == 2)
-    if (act == kActTanh) return conv_bwd_fast<T, K, V, R, kActTanh>;
-  return act == kActSilu ? conv_bwd_fast<T, K, V, R, kActSilu> : conv_bwd_fast<T, K, V, R, kActNone>;
+  return act == kActTanh ? conv_bwd_fast<T, K, V, R, kTanhOr<T>>
+         : act == kActSilu ? conv_bwd_fast<T, K, V, R, kActSilu>
+                           : conv_bwd_fast<T, K, V, R, kActNone>;
 }
 template <typename T, int K, int V, bool RING>
 ConvKernel fwd_kernel(int act) {
-  if constexpr (sizeof(T) == 2)
-    if (act == kActTanh) return conv_fwd_fast<T, K, V, RING, kActTanh>;
-  return act == kActSilu ? conv_fwd_fast<T, K, V, RING, kActSilu> : conv_fwd_fast<T, K, V, RING, kActNone>;
+  return act == kActTanh ? conv_fwd_fast<T, K, V, RING, kTanhOr<T>>
+         : act == kActSilu ? conv_fwd_fast<T, K, V, RING, kActSilu>
+                           : conv_fwd_fast<T, K, V, RING, kActNone>;
 }
 // The fast-path kernel for a launch (direction, batch rows / ring / narrow, activation).
 template <typename T, int K>
@@ -507,7 +496,7 @@ ConvKernel fast_kernel(const ConvK& k, bool bwd) {
 template <typename T, int K>
 int fast_launch(const ConvK& k, cudaStream_t s, bool bwd) {
   const FastMap m = fast_map(k.C, !bwd && k.narrow ? kV4<T> : kV8<T>, k.len, k.run);
-  const dim3 grid((m.vpr + m.VB - 1) / m.VB, (m.nruns + m.RB - 1) / m.RB, k.batch);
+  const dim3 grid(m.groups(), m.run_groups(), k.batch);
   fast_kernel<T, K>(k, bwd)<<<grid, kThreads, 0, s>>>(k);
   return cudaGetLastError();
 }

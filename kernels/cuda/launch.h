@@ -6,7 +6,32 @@
 
 struct CUstream_st;
 
+#ifdef __CUDACC__
+#define MAMBASEQ_HD __host__ __device__
+#else
+#define MAMBASEQ_HD
+#endif
+
 namespace mambaseq::cuda::detail {
+
+// The conv fast path's grid (kernels and host run rules alike): a row's vpr channel
+// vectors of V elements, VB of them × RB runs of `run` tokens a block; grid (vector
+// groups, run groups, batch). VB ≥ 1 even for rows narrower than one vector: the host's
+// run rules ask before knowing whether the fast path applies.
+constexpr int kConvThreads = 128;
+struct FastMap {
+  int VB, RB, vpr, nruns;
+  MAMBASEQ_HD int groups() const { return (vpr + VB - 1) / VB; }
+  MAMBASEQ_HD int run_groups() const { return (nruns + RB - 1) / RB; }
+};
+MAMBASEQ_HD inline FastMap fast_map(int C, int V, int len, int run) {
+  FastMap m;
+  m.vpr = C / V;
+  m.VB = m.vpr < 1 ? 1 : (m.vpr < 32 ? m.vpr : 32);
+  m.RB = kConvThreads / m.VB;
+  m.nruns = (len + run - 1) / run;
+  return m;
+}
 
 // One launch of the scan forward or backward; every field is filled by api.cpp.
 struct ScanK {

@@ -1378,6 +1378,15 @@ int launch_fold(const ScanK& k, cudaStream_t s) {
   return cudaGetLastError();
 }
 
+// Pass 2 of a forward: the tanh-gated kernel where k.tanh_gate (api.cpp sets it for 16-bit
+// types only; for f32 both arguments are the exact kernel).
+int launch_pass2(void (*exact)(ScanK), void (*tanh)(ScanK), dim3 grid, int threads, int smem, const ScanK& k,
+                 cudaStream_t s) {
+  const auto kern = k.tanh_gate ? tanh : exact;
+  if (int e = set_smem(kern, smem)) return e;
+  kern<<<grid, threads, smem, s>>>(k);
+  return cudaGetLastError();
+}
 template <typename T, int S>
 int launch_q_s(const ScanK& k, cudaStream_t s) {
   constexpr int G = kQN / S;
@@ -1389,14 +1398,8 @@ int launch_q_s(const ScanK& k, cudaStream_t s) {
     scan_fwd_q_kernel<T, S, 1><<<dim3(gx, k.P - 1, k.batch), NT, smem, s>>>(k);
     if (int e = launch_fold<false>(k, s)) return e;
   }
-  auto pass2 = [&](auto kern) {
-    if (int e = set_smem(kern, smem)) return e;
-    kern<<<dim3(gx, k.P, k.batch), NT, smem, s>>>(k);
-    return static_cast<int>(cudaGetLastError());
-  };
-  if constexpr (sizeof(T) == 2)
-    if (k.tanh_gate) return pass2(scan_fwd_q_kernel<T, S, 2, true>);
-  return pass2(scan_fwd_q_kernel<T, S, 2>);
+  return launch_pass2(scan_fwd_q_kernel<T, S, 2>, scan_fwd_q_kernel<T, S, 2, sizeof(T) == 2>, dim3(gx, k.P, k.batch), NT,
+                      smem, k, s);
 }
 template <typename T>
 int launch_seq16(const ScanK& k, cudaStream_t s) {
@@ -1407,14 +1410,8 @@ int launch_seq16(const ScanK& k, cudaStream_t s) {
     scan_fwd_seq_kernel<T, 1><<<dim3(gx, k.P - 1, k.batch), k.CW, smem, s>>>(k);
     if (int e = launch_fold<false>(k, s)) return e;
   }
-  auto pass2 = [&](auto kern) {
-    if (int e = set_smem(kern, smem)) return e;
-    kern<<<dim3(gx, k.P, k.batch), k.CW, smem, s>>>(k);
-    return static_cast<int>(cudaGetLastError());
-  };
-  if constexpr (sizeof(T) == 2)
-    if (k.tanh_gate) return pass2(scan_fwd_seq_kernel<T, 2, true>);
-  return pass2(scan_fwd_seq_kernel<T, 2>);
+  return launch_pass2(scan_fwd_seq_kernel<T, 2>, scan_fwd_seq_kernel<T, 2, sizeof(T) == 2>, dim3(gx, k.P, k.batch), k.CW,
+                      smem, k, s);
 }
 template <typename T>
 int launch_seq(const ScanK& k, cudaStream_t s) {

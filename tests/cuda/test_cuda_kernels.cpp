@@ -642,6 +642,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ConvGpu, ::testing::Values(
     ConvCase{"K3_C96_f32_rows8", T::f32, 3, 100, 96, 3, true, true, true, 8, "16", "1", "8"},
     // 10 channel vectors: 128 threads are not a multiple of them (idle threads must stay idle)
     ConvCase{"K4_C40_bf16_init", T::bf16, 2, 300, 40, 4, true, true, true, 8, "16"},
+    // rows narrower than one 8-byte vector (the general path; the run rules must not divide by 0)
+    ConvCase{"K4_C2_bf16_init", T::bf16, 2, 50, 2, 4, true, true, true},
+    ConvCase{"K3_C1_f32", T::f32, 2, 20, 1, 3, true, true, false},
     // the forward with 4 bytes of channels a thread, and with the one-full-wave run rule
     ConvCase{"K4_narrow_bf16_init", T::bf16, 3, 301, 128, 4, true, true, true, 8, "64", nullptr, nullptr, true},
     ConvCase{"K3_narrow_f32_nosilu", T::f32, 2, 77, 64, 3, false, true, true, 8, "16", nullptr, nullptr, true},
